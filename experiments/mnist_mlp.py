@@ -1,0 +1,34 @@
+"""The seed article's GAN: MLP G and D on the embedded 5k MNIST digits, with R1 on real data.
+
+L(G, D) = E[log D(x)] + E[log(1 - D(G(z)))] + lambda E[||grad_x D(x)||^2], trained with the
+non-saturating G loss (set --config.loss=minimax for the seed's log(1 - D(G(z)))).
+
+Run:
+  jaxgan train --config experiments/mnist_mlp.py --workdir runs/mnist_mlp
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.steps = 12000
+  c.batch_size = 64
+  c.seed = 0
+  c.checkpoint_every = 2000
+  c.log_every = 200
+  c.sample_every = 1000
+  c.num_sample_images = 64
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="mnist5k", image_size=0, split="train", data_dir="", image_key="image"))
+  c.model = ml_collections.ConfigDict(dict(
+      name="mlp", latent_dim=100, g_hidden=(128, 256), d_hidden=(256, 128),
+      out_activation="tanh", spectral_norm=False, width=64, upsample="transpose"))
+
+  c.loss = "non_saturating"              # the G loss selects minimax vs non-saturating
+  c.penalty = ml_collections.ConfigDict(dict(name="r1", weight=1.0, every=1))
+  c.d_steps = 1
+  c.ema_decay = 0.999
+  c.optim = ml_collections.ConfigDict(dict(
+      g=dict(lr=2e-4, b1=0.5, b2=0.999), d=dict(lr=2e-4, b1=0.5, b2=0.999)))
+  return c

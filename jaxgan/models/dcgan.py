@@ -1,0 +1,86 @@
+"""DCGAN generator and discriminator for 32x32 and 64x64 images (Radford et al., 2016).
+
+DCGAN-32: z -> Dense 4x4x4w -> up 2w -> up w -> up C, BatchNorm + ReLU in G, tanh out;
+D: 4x4 stride-2 convs w -> 2w -> 4w with LeakyReLU(0.2) and no norm, then a linear logit.
+DCGAN-64 adds one more stage (8w).
+
+`upsample` picks how G doubles resolution:
+  - "transpose": 4x4 stride-2 transposed conv (the paper's layer);
+  - "subpixel": 3x3 conv to 4x the channels + depth-to-space. Every 4x4 stride-2 transposed
+    conv is one of these (each output phase reads a 2x2 input window, inside the 3x3 one),
+    so the function class contains the paper's; XLA:CPU runs it much faster.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def depth_to_space(x, block: int = 2):
+  """[B, H, W, C*b*b] -> [B, H*b, W*b, C]."""
+  b, h, w, c = x.shape
+  c_out = c // (block * block)
+  x = x.reshape(b, h, w, block, block, c_out)
+  x = x.transpose(0, 1, 3, 2, 4, 5)                                  # [B, H, b, W, b, C]
+  return x.reshape(b, h * block, w * block, c_out)
+
+
+class Upsample2x(nn.Module):
+  features: int
+  method: str = "transpose"
+
+  @nn.compact
+  def __call__(self, x):                                             # [B, H, W, Cin]
+    if self.method == "transpose":
+      return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
+                              use_bias=False)(x)                     # [B, 2H, 2W, F]
+    if self.method == "subpixel":
+      x = nn.Conv(4 * self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)(x)
+      return depth_to_space(x, 2)                                    # [B, 2H, 2W, F]
+    raise ValueError(f"unknown upsample method {self.method!r}; valid: 'transpose', 'subpixel'")
+
+
+class DCGANGenerator(nn.Module):
+  """z [B, latent] -> images [B, R, R, C] in [-1, 1], R = 4 * 2**len(mults)."""
+  out_shape: Sequence[int]                 # (R, R, C)
+  width: int = 64
+  upsample: str = "transpose"
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    res, _, channels = self.out_shape
+    stages = {32: (4, 2, 1), 64: (8, 4, 2, 1)}
+    if res not in stages:
+      raise ValueError(f"DCGAN supports 32x32 and 64x64 images, got out_shape {tuple(self.out_shape)}")
+    mults = stages[res]
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)
+    h = nn.Dense(4 * 4 * mults[0] * self.width, use_bias=False)(z)
+    h = h.reshape(z.shape[0], 4, 4, mults[0] * self.width)           # [B, 4, 4, m0*w]
+    h = nn.relu(norm()(h))
+    for m in mults[1:]:
+      h = nn.relu(norm()(Upsample2x(m * self.width, self.upsample)(h)))
+    h = Upsample2x(channels, self.upsample)(h)                       # [B, R, R, C]
+    return jnp.tanh(h)
+
+
+class DCGANDiscriminator(nn.Module):
+  """images [B, R, R, C] -> logits [B]."""
+  width: int = 64
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    mults = {32: (1, 2, 4), 64: (1, 2, 4, 8)}.get(x.shape[1])
+    if mults is None:
+      raise ValueError(f"DCGAN supports 32x32 and 64x64 images, got {x.shape[1:]}")
+    h = x
+    for m in mults:
+      h = nn.leaky_relu(self._layer(nn.Conv(m * self.width, (4, 4), strides=(2, 2),
+                                            padding=((1, 1), (1, 1))), h, train), 0.2)
+    h = h.reshape((h.shape[0], -1))                                  # [B, 4*4*m*w]
+    return self._layer(nn.Dense(1), h, train)[:, 0]                  # [B]
+
+  def _layer(self, layer, h, train):
+    if self.spectral_norm:
+      return nn.SpectralNorm(layer)(h, update_stats=train)
+    return layer(h)

@@ -1,0 +1,48 @@
+"""The seed article's MLP generator and discriminator.
+
+Models are plain Flax linen modules: they map noise to data and data to logits and know
+nothing of losses, optimizers or meshes.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {"tanh": jnp.tanh, "none": lambda x: x}
+
+
+class MLPGenerator(nn.Module):
+  """z [B, latent] -> x [B, *out_shape]; the seed's 100 -> 128 -> 256 -> 784, tanh."""
+  out_shape: Sequence[int]
+  hidden: Sequence[int] = (128, 256)
+  out_activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    del train  # no batch statistics in this model
+    h = z
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width)(h))
+    x = nn.Dense(int(np.prod(self.out_shape)))(h)                  # [B, prod(out_shape)]
+    x = ACTIVATIONS[self.out_activation](x)
+    return x.reshape((z.shape[0], *self.out_shape))                  # [B, *out_shape]
+
+
+class MLPDiscriminator(nn.Module):
+  """x [B, ...] -> logits [B]; the seed's 784 -> 256 -> 128 -> 1."""
+  hidden: Sequence[int] = (256, 128)
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    h = x.reshape((x.shape[0], -1))                                  # [B, D]
+    for width in self.hidden:
+      h = nn.relu(self._dense(width, h, train))
+    return self._dense(1, h, train)[:, 0]                            # [B]
+
+  def _dense(self, width, h, train):
+    layer = nn.Dense(width)
+    if self.spectral_norm:
+      return nn.SpectralNorm(layer)(h, update_stats=train)
+    return layer(h)

@@ -1,0 +1,95 @@
+"""`GANSpec` (the static description of a GAN) and `GANState` (everything that changes).
+
+The spec holds modules, optimizers and hyper-parameters and is bound into the train step by
+closure; the state is one pytree that the step maps to a new one and Orbax saves as is.
+"""
+import dataclasses
+from typing import Any, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses, penalties
+from jaxgan.models import build_models
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GANSpec:
+  generator: nn.Module
+  discriminator: nn.Module
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  latent_dim: int = 100
+  loss: str = "non_saturating"
+  penalty: str = "none"          # none | r1 | r2 | wgan_gp
+  penalty_weight: float = 0.0
+  penalty_every: int = 1         # lazy regularisation: apply every k-th step with weight * k
+  d_steps: int = 1               # D updates per G update (each with fresh fakes)
+  ema_decay: float = 0.0         # 0 disables the EMA generator (ema_params then track g_params)
+
+  def __post_init__(self):
+    losses.get_loss(self.loss)
+    penalties.get_penalty(self.penalty)
+    if self.penalty_every < 1 or self.d_steps < 1:
+      raise ValueError("penalty_every and d_steps must be >= 1")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@flax.struct.dataclass
+class GANState:
+  step: jax.Array          # int32 scalar: number of completed train steps
+  g_params: PyTree
+  g_state: PyTree          # G's non-param collections, e.g. {'batch_stats': ...}
+  d_params: PyTree
+  d_state: PyTree          # D's non-param collections, e.g. spectral-norm u/sigma
+  g_opt_state: PyTree
+  d_opt_state: PyTree
+  ema_params: PyTree       # EMA of g_params (equal to g_params when ema_decay == 0)
+  key: jax.Array           # typed base key; step keys are fold_in(key, step)
+
+
+def _split_vars(variables):
+  variables = dict(variables)
+  params = variables.pop("params")
+  return params, variables
+
+
+def create_state(spec: GANSpec, key: jax.Array, data_shape: Sequence[int]) -> GANState:
+  """Initialises parameters, optimizer states and the run key from one typed key."""
+  k_g, k_d, k_run = jax.random.split(key, 3)
+  z = jnp.zeros((2, spec.latent_dim), jnp.float32)                   # [2, latent]
+  x = jnp.zeros((2, *data_shape), jnp.float32)                       # [2, *data_shape]
+  g_params, g_state = _split_vars(spec.generator.init(k_g, z, train=False))
+  d_params, d_state = _split_vars(spec.discriminator.init(k_d, x, train=False))
+  return GANState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,
+      g_opt_state=spec.g_tx.init(g_params), d_opt_state=spec.d_tx.init(d_params),
+      ema_params=jax.tree.map(jnp.copy, g_params), key=k_run)
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  """Adam with the DCGAN betas by default; cfg is an `optim.g` / `optim.d` block."""
+  return optax.adam(cfg.lr, b1=cfg.b1, b2=cfg.b2)
+
+
+def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
+  generator, discriminator = build_models(config.model, data_shape)
+  return GANSpec(
+      generator=generator, discriminator=discriminator,
+      g_tx=make_optimizer(config.optim.g), d_tx=make_optimizer(config.optim.d),
+      latent_dim=config.model.latent_dim, loss=config.loss,
+      penalty=config.penalty.name, penalty_weight=config.penalty.weight,
+      penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay)
+
+
+def generate(spec: GANSpec, state: GANState, z: jax.Array, use_ema: bool = True) -> jax.Array:
+  """Samples G(z) in inference mode (running batch statistics). z: [N, latent]."""
+  params = state.ema_params if use_ema else state.g_params
+  return spec.generator.apply({"params": params, **state.g_state}, z, train=False)
