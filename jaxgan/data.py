@@ -176,8 +176,7 @@ def tfds_source(name: str, batch_size: int, seed: int, split: str = "train",
   def batch(step: int) -> jax.Array:
     epoch, i = divmod(int(step), per_epoch)
     idx = permutation(epoch)[i * batch_size:(i + 1) * batch_size]
-    records = ds.__getitems__(idx.tolist()) if hasattr(ds, "__getitems__") else [ds[j] for j in idx]
-    x = np.stack([np.asarray(r[image_key]) for r in records]).reshape((batch_size, *shape))
+    x = np.stack([np.asarray(ds[int(j)][image_key]) for j in idx]).reshape((batch_size, *shape))
     x = as_images(x, name)
     return jax.device_put(resize_images(x, image_size))
 

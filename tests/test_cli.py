@@ -1,0 +1,88 @@
+"""The `jaxgan` command line, run as a user runs it (a subprocess)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgan import config as config_lib
+from jaxgan.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--config.steps=30", "--config.batch_size=16", "--config.log_every=10",
+         "--config.sample_every=15", "--config.checkpoint_every=15",
+         "--config.model.g_hidden=(32,32)", "--config.model.d_hidden=(32,32)"]
+
+
+def jaxgan(*args, cwd=REPO):
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "jaxgan", *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_train_then_sample(tmp_path):
+  wd = tmp_path / "run"
+  r = jaxgan("train", "--workdir", str(wd), "--no-progress", *SMALL)
+  assert r.returncode == 0, r.stderr
+  assert sorted(p.name for p in (wd / "samples").iterdir()) == ["step_000015.png", "step_000030.png"]
+  rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows] == [10, 20, 30]
+  assert {"d_loss", "g_loss", "penalty", "images_per_sec"} <= set(rows[0])
+  assert any((wd / "tensorboard").iterdir())
+  assert (wd / "checkpoints" / "30").is_dir()
+
+  r = jaxgan("sample", "--workdir", str(wd), "--num", "10", "--seed", "1",
+             "--out", str(tmp_path / "s.npy"))
+  assert r.returncode == 0, r.stderr
+  x = np.load(tmp_path / "s.npy")
+  assert x.shape == (10, 28, 28, 1) and x.dtype == np.float32 and -1 <= x.min() and x.max() <= 1
+  r = jaxgan("sample", "--workdir", str(wd), "--num", "9", "--out", str(tmp_path / "s.png"))
+  assert r.returncode == 0, r.stderr
+  assert Image.open(tmp_path / "s.png").size[0] > 0
+
+  # Re-running with a larger `steps` continues from the checkpoint.
+  r = jaxgan("train", "--workdir", str(wd), "--no-progress", *SMALL[1:], "--config.steps=45")
+  assert r.returncode == 0, r.stderr
+  assert "resumed" in r.stdout and "from step 30" in r.stdout
+  assert (wd / "checkpoints" / "45").is_dir()
+
+
+def test_unknown_config_key_lists_valid_keys(tmp_path, capsys):
+  assert main(["train", "--workdir", str(tmp_path), "--config.stepz=3"]) == 2
+  err = capsys.readouterr().err
+  assert "unknown config key 'stepz'" in err and "steps" in err and "penalty.weight" in err
+  assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("override,match", [
+    ("steps=ten", "expected a int"), ("model.spectral_norm=maybe", "boolean"),
+    ("steps=1.5", "expected an int"), ("steps=0", "must be > 0")])
+def test_ill_typed_values_are_refused(tmp_path, capsys, override, match):
+  assert main(["train", "--workdir", str(tmp_path), f"--config.{override}"]) == 2
+  assert match in capsys.readouterr().err
+
+
+def test_missing_data_set_is_a_clear_error(tmp_path, capsys):
+  code = main(["train", "--workdir", str(tmp_path), "--config.data.name=cifar10",
+               f"--config.data.data_dir={tmp_path}"])
+  assert code == 2
+  assert "tfds build cifar10" in capsys.readouterr().err
+
+
+def test_missing_config_file(capsys):
+  assert main(["train", "--config", "experiments/nope.py"]) == 2
+  assert "not found" in capsys.readouterr().err
+
+
+def test_overrides_are_typed():
+  c = config_lib.apply_overrides(config_lib.load_config_file(None),
+                                 ["steps=7", "penalty.weight=0.5", "model.g_hidden=(8, 9)",
+                                  "model.spectral_norm=true", "loss=hinge"])
+  assert (c.steps, c.penalty.weight, c.model.g_hidden, c.model.spectral_norm, c.loss) == \
+      (7, 0.5, (8, 9), True, "hinge")
+  assert isinstance(c.penalty.weight, float)
