@@ -92,3 +92,11 @@ def train_step(spec: GANSpec, state: GANState, batch: jax.Array):
                             g_opt_state=g_opt_state, ema_params=ema_params)
   metrics = dict(aux, g_loss=g_loss)
   return new_state, metrics
+
+
+def train_steps(spec: GANSpec, state: GANState, batches: jax.Array):
+  """K train steps in one call with `lax.scan`; batches: [K, B, *data_shape].
+
+  Equal to K calls of `train_step`; metrics come back stacked, each [K].
+  """
+  return jax.lax.scan(lambda s, b: train_step(spec, s, b), state, batches)

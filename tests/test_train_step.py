@@ -144,3 +144,16 @@ def test_dcgan32_step_updates_batch_stats_and_spectral_norm(spectral_norm):
 def test_spec_from_default_config(mlp_config):
   spec = spec_from_config(mlp_config, (28, 28, 1))
   assert spec.penalty == "r1" and spec.loss == "non_saturating" and spec.latent_dim == 100
+
+
+def test_train_steps_scan_equals_k_single_steps():
+  from jaxgan.train_step import train_steps
+  spec = small_spec(penalty="r1", penalty_weight=1.0, penalty_every=2, ema_decay=0.9)
+  single, _ = run(spec, steps=4)
+  state = create_state(spec, jax.random.key(0), (6,))
+  batches = jnp.stack([batch_for(i) for i in range(4)])               # [K, B, 6]
+  scanned, metrics = jax.jit(functools.partial(train_steps, spec))(state, batches)
+  assert metrics["g_loss"].shape == (4,)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               scanned.g_params, single.g_params)
+  assert int(scanned.step) == 4
