@@ -86,3 +86,20 @@ def test_overrides_are_typed():
   assert (c.steps, c.penalty.weight, c.model.g_hidden, c.model.spectral_norm, c.loss) == \
       (7, 0.5, (8, 9), True, "hinge")
   assert isinstance(c.penalty.weight, float)
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments").glob("*.py")))
+def test_every_experiment_config_builds(path):
+  """Each config loads, documents its run command, and builds a state for its data."""
+  import jax
+  from jaxgan.data import make_source
+  from jaxgan.state import create_state, spec_from_config
+  text = (REPO / path).read_text()
+  if "def get_config" not in text:
+    pytest.skip("not a training config")
+  assert "Run:" in text or "jaxgan " in text, f"{path} has no run command in its docstring"
+  config = config_lib.apply_overrides(config_lib.load_config_file(path), [])
+  config_lib.validate(config)
+  source = make_source(config.data, config.batch_size, config.seed)
+  spec = spec_from_config(config, source.shape)
+  jax.eval_shape(lambda: create_state(spec, jax.random.key(0), source.shape))
