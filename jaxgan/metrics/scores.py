@@ -1,0 +1,200 @@
+"""Sample-quality metrics on feature sets (host NumPy, float64): Frechet distance, KID,
+precision/recall, density/coverage, Inception Score, class coverage.
+
+  frechet_distance   ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))   (FID on Inception
+                     features; Heusel et al., 2017). The trace of the square root is taken as
+                     tr((sqrt(S1) S2 sqrt(S1))^(1/2)): the matrix is symmetric PSD, so two
+                     symmetric eigendecompositions give it, stable for singular covariances
+                     (no complex parts, no eps offset, unlike scipy.linalg.sqrtm(S1 @ S2)).
+  kid                unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random
+                     subsets (Binkowski et al., 2018): (mean, std) over subsets.
+  precision_recall   Kynkaanniemi et al., 2019: a sample is inside the other set's manifold
+                     when it lies within the k-NN radius of one of that set's points.
+  density_coverage   Naeem et al., 2020, with k-NN balls around the real points only.
+  inception_score    exp(E_x KL(p(y|x) || p(y))) (Salimans et al., 2016), (mean, std) over
+                     splits.
+  class_coverage     # predicted classes present and KL(p || uniform) of the class histogram.
+
+k-NN radii exclude the point itself (the k-th nearest *other* point), as in the papers' code.
+"""
+from typing import Optional
+
+import numpy as np
+
+from jaxgan.metrics.modes import kl_to_uniform
+
+
+def _as_features(x, name: str) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  if x.ndim != 2:
+    raise ValueError(f"{name}: expected features of shape [N, D], got shape {x.shape}")
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"{name}: features contain NaN or Inf")
+  return x
+
+
+# ------------------------------------------------------------------------------- Frechet
+def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
+  """(mean [D], covariance [D, D]) of features [N, D] (unbiased covariance, N >= 2)."""
+  f = _as_features(features, "features")
+  if f.shape[0] < 2:
+    raise ValueError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
+  return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+
+
+def _psd_eigenvalues(w: np.ndarray) -> np.ndarray:
+  """Eigenvalues of a PSD matrix with round-off removed: those below D * eps * max|w| (noise
+  of the eigensolver, negative ones included) become 0, so null directions add no sqrt(eps)."""
+  return np.where(w > w.shape[0] * np.finfo(w.dtype).eps * np.max(np.abs(w), initial=0.0), w, 0.0)
+
+
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+  """Symmetric square root of a symmetric PSD matrix."""
+  w, v = np.linalg.eigh((s + s.T) / 2)
+  return (v * np.sqrt(_psd_eigenvalues(w))) @ v.T
+
+
+def trace_sqrt_product(s1, s2) -> float:
+  """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2, as tr((sqrt(S1) S2 sqrt(S1))^(1/2))."""
+  r = _psd_sqrt(np.asarray(s1, np.float64))
+  m = r @ np.asarray(s2, np.float64) @ r                             # [D, D], symmetric PSD
+  return float(np.sum(np.sqrt(_psd_eigenvalues(np.linalg.eigvalsh((m + m.T) / 2)))))
+
+
+def frechet_distance(mu1, s1, mu2, s2) -> float:
+  """Frechet distance between the Gaussians N(mu1, S1) and N(mu2, S2)."""
+  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+  s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+  d = mu1.shape[0]
+  if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+    raise ValueError(f"shape mismatch: mu1 {mu1.shape}, S1 {s1.shape}, mu2 {mu2.shape}, "
+                     f"S2 {s2.shape}; expected [D] and [D, D] for both")
+  diff = mu1 - mu2
+  value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2)
+  return float(max(value, 0.0))
+
+
+def fid_from_features(real, fake) -> float:
+  """Frechet distance between the Gaussian fits of two feature sets [N, D], [M, D]."""
+  return frechet_distance(*feature_stats(real), *feature_stats(fake))
+
+
+# ----------------------------------------------------------------------------------- KID
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """k(x, y) = (x.y / d + 1)^3 for rows of x [N, D], y [M, D] -> [N, M]."""
+  return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def mmd2_unbiased(x, y) -> float:
+  """Unbiased MMD^2 estimate between samples x [N, D] and y [M, D] (N, M >= 2)."""
+  x, y = _as_features(x, "x"), _as_features(y, "y")
+  n, m = x.shape[0], y.shape[0]
+  kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+  return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+               + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2.0 * kxy.mean())
+
+
+def kid(real, fake, num_subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+  """Kernel Inception Distance: (mean, std) of the unbiased MMD^2 over `num_subsets` random
+  subsets of `subset_size` points drawn without replacement from each set (the size is capped
+  at the smaller set)."""
+  real, fake = _as_features(real, "real"), _as_features(fake, "fake")
+  if real.shape[1] != fake.shape[1]:
+    raise ValueError(f"feature sizes differ: real {real.shape}, fake {fake.shape}")
+  size = min(subset_size, real.shape[0], fake.shape[0])
+  if size < 2 or num_subsets < 1:
+    raise ValueError(f"KID needs subsets of >= 2 points and >= 1 subset, got size {size}, "
+                     f"num_subsets {num_subsets}")
+  rng = np.random.default_rng(seed)
+  values = [mmd2_unbiased(real[rng.choice(real.shape[0], size, replace=False)],
+                          fake[rng.choice(fake.shape[0], size, replace=False)])
+            for _ in range(num_subsets)]
+  return float(np.mean(values)), float(np.std(values))
+
+
+# ------------------------------------------------------------------- k-NN manifold metrics
+def _pairwise_distances(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
+  """Euclidean distances [N, M] between rows of a [N, D] and b [M, D], in row chunks."""
+  b2 = np.sum(b * b, axis=1)
+  out = np.empty((a.shape[0], b.shape[0]))
+  for i in range(0, a.shape[0], chunk):
+    ai = a[i:i + chunk]
+    d2 = np.sum(ai * ai, axis=1)[:, None] + b2[None, :] - 2.0 * ai @ b.T
+    out[i:i + chunk] = np.sqrt(np.clip(d2, 0.0, None))
+  return out
+
+
+def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+  """Distance of each row of x [N, D] to its k-th nearest other row -> [N]."""
+  if not 1 <= k < x.shape[0]:
+    raise ValueError(f"k must be in [1, N-1] = [1, {x.shape[0] - 1}], got {k}")
+  d = _pairwise_distances(x, x)
+  return np.partition(d, k, axis=1)[:, k]                            # index 0 is the point itself
+
+
+def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
+  """Improved precision and recall (Kynkaanniemi et al., 2019).
+
+  precision: fraction of fake samples within the k-NN radius of at least one real sample;
+  recall: fraction of real samples within the k-NN radius of at least one fake sample.
+  """
+  real, fake = _as_features(real, "real"), _as_features(fake, "fake")
+  d = _pairwise_distances(real, fake)                                # [N, M]
+  precision = np.mean(np.any(d <= knn_radii(real, k)[:, None], axis=0))
+  recall = np.mean(np.any(d <= knn_radii(fake, k)[None, :], axis=1))
+  return float(precision), float(recall)
+
+
+def density_coverage(real, fake, k: int = 3) -> tuple[float, float]:
+  """Density and coverage (Naeem et al., 2020).
+
+  density = 1/(k M) sum_j #{i : fake_j in B(real_i, r_i)}; coverage = fraction of real points
+  whose ball B(real_i, r_i) holds at least one fake point; r_i is real_i's k-NN radius.
+  """
+  real, fake = _as_features(real, "real"), _as_features(fake, "fake")
+  inside = _pairwise_distances(real, fake) <= knn_radii(real, k)[:, None]   # [N, M]
+  return float(inside.sum() / (k * fake.shape[0])), float(np.mean(np.any(inside, axis=1)))
+
+
+# ----------------------------------------------------------------------- Inception Score
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(axis=1, keepdims=True)
+  return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+
+
+def inception_score(logits, num_splits: int = 10) -> tuple[float, float]:
+  """exp(E_x KL(p(y|x) || p(y))) from classifier logits [N, C]; (mean, std) over splits
+  (10 as in Salimans et al.)."""
+  logits = _as_features(logits, "logits")
+  if num_splits < 1 or logits.shape[0] < num_splits:
+    raise ValueError(f"num_splits must be in [1, N={logits.shape[0]}], got {num_splits}")
+  scores = []
+  for part in np.array_split(_log_softmax(logits), num_splits):
+    p = np.exp(part)                                                 # p(y|x) [n, C]
+    log_py = np.log(p.mean(axis=0))                                  # log p(y) [C]
+    kl = np.sum(p * (part - log_py), axis=1)                         # [n]
+    scores.append(np.exp(kl.mean()))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def class_coverage(labels, num_classes: int) -> dict:
+  """Classes present among predicted labels [N] and KL(p || uniform) of their histogram."""
+  labels = np.asarray(labels).astype(np.int64)
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+  counts = np.bincount(labels, minlength=num_classes)
+  return dict(classes_covered=int(np.sum(counts > 0)), class_kl=kl_to_uniform(counts))
+
+
+def all_scores(real_features, fake_features, fake_logits: Optional[np.ndarray] = None,
+               k: int = 3, kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+  """Every feature-set metric above, as one flat dict of floats."""
+  precision, recall = precision_recall(real_features, fake_features, k)
+  density, coverage = density_coverage(real_features, fake_features, k)
+  kid_mean, kid_std = kid(real_features, fake_features, kid_subsets, kid_subset_size)
+  out = dict(fid=fid_from_features(real_features, fake_features), kid=kid_mean, kid_std=kid_std,
+             precision=precision, recall=recall, density=density, coverage=coverage)
+  if fake_logits is not None:
+    out["inception_score"], out["inception_score_std"] = inception_score(fake_logits)
+  return out

@@ -1,0 +1,174 @@
+"""Sample-quality metrics against references: scipy's sqrtm, direct O(n^2) loops, closed forms
+and hand-built point sets with known answers."""
+import numpy as np
+import pytest
+import scipy.linalg
+
+from jaxgan.metrics import scores
+
+
+def _random_factor(rng, d, rank, tiny=0.0):
+  """F [d, rank (+ d)] with covariance S = F F^T = A A^T / rank + tiny I."""
+  f = rng.normal(size=(d, rank)) / np.sqrt(rank)
+  return np.concatenate([f, np.sqrt(tiny) * np.eye(d)], 1) if tiny else f
+
+
+def _scipy_frechet(mu1, s1, mu2, s2):
+  """The usual reference (pytorch-fid): scipy.linalg.sqrtm of the product, real part."""
+  covmean = scipy.linalg.sqrtm(s1 @ s2)
+  diff = mu1 - mu2
+  return diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean).real
+
+
+# --------------------------------------------------------------------------------- Frechet
+@pytest.mark.parametrize("d,rank1,rank2,tiny", [
+    (16, 16, 16, 0.0),     # full rank
+    (32, 64, 40, 0.0),     # full rank, more samples than dims
+    (20, 5, 20, 0.0),      # one rank-deficient
+    (20, 3, 7, 0.0),       # both rank-deficient (the N < D case of small sample sets)
+    (24, 24, 4, 1e-10),    # tiny eigenvalues
+])
+def test_frechet_matches_scipy_sqrtm(d, rank1, rank2, tiny):
+  rng = np.random.default_rng(d * 100 + rank1 + rank2)
+  f1, f2 = _random_factor(rng, d, rank1, tiny), _random_factor(rng, d, rank2, tiny)
+  s1, s2 = f1 @ f1.T, f2 @ f2.T
+  mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+  got = scores.frechet_distance(mu1, s1, mu2, s2)
+  np.testing.assert_allclose(got, _scipy_frechet(mu1, s1, mu2, s2), rtol=1e-5, atol=1e-5)
+  # Exact reference: S1 S2 = F1 (F1^T F2) F2^T is similar to (F1^T F2)(F1^T F2)^T, so
+  # tr (S1 S2)^(1/2) is the sum of singular values of F1^T F2 (scipy is off by ~1e-6 when
+  # the covariances are singular; this is not).
+  nuclear = np.linalg.svd(f1.T @ f2, compute_uv=False).sum()
+  np.testing.assert_allclose(scores.trace_sqrt_product(s1, s2), nuclear, rtol=1e-10, atol=1e-7)
+
+
+def test_frechet_commuting_near_singular_closed_form():
+  """S1, S2 with the same eigenvectors: tr sqrt(S1 S2) = sum_i sqrt(a_i b_i), exactly, with
+  eigenvalues spanning 0, 1e-14 .. 10 (where sqrtm of the product is ill-conditioned)."""
+  rng = np.random.default_rng(0)
+  d = 30
+  q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+  a = np.concatenate([np.zeros(5), np.logspace(-14, 1, d - 5)])
+  b = rng.permutation(np.concatenate([np.zeros(3), np.logspace(-12, 0.5, d - 3)]))
+  s1, s2 = (q * a) @ q.T, (q * b) @ q.T
+  np.testing.assert_allclose(scores.trace_sqrt_product(s1, s2), np.sum(np.sqrt(a * b)),
+                             rtol=0, atol=1e-6)
+  mu = rng.normal(size=d)
+  want = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)                     # FD of commuting Gaussians
+  np.testing.assert_allclose(scores.frechet_distance(mu, s1, mu, s2), want, rtol=0, atol=2e-6)
+
+
+def test_frechet_of_identical_singular_sets_is_zero():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(10, 64))                                     # N < D: covariance of rank 9
+  value = scores.fid_from_features(x, x)
+  assert 0.0 <= value < 1e-10
+  y = x + np.array([3.0] + [0.0] * 63)                               # shifted: FD = 3^2
+  np.testing.assert_allclose(scores.fid_from_features(x, y), 9.0, atol=1e-10)
+
+
+def test_frechet_bad_shapes_are_refused():
+  with pytest.raises(ValueError, match="shape mismatch"):
+    scores.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+  with pytest.raises(ValueError, match=r"\[N, D\]"):
+    scores.fid_from_features(np.zeros(5), np.zeros((5, 2)))
+  with pytest.raises(ValueError, match="NaN"):
+    scores.fid_from_features(np.full((5, 2), np.nan), np.zeros((5, 2)))
+
+
+# -------------------------------------------------------------------------------------- KID
+def _mmd2_loops(x, y):
+  """Direct O(n^2) unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3."""
+  d = x.shape[1]
+  k = lambda a, b: (np.dot(a, b) / d + 1.0) ** 3
+  n, m = len(x), len(y)
+  xx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+  yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+  xy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+  return xx + yy - 2 * xy
+
+
+def test_mmd2_matches_loops():
+  rng = np.random.default_rng(2)
+  x, y = rng.normal(size=(17, 5)), rng.normal(0.5, 1.2, size=(23, 5))
+  np.testing.assert_allclose(scores.mmd2_unbiased(x, y), _mmd2_loops(x, y), rtol=1e-10)
+
+
+def test_kid_subsets():
+  rng = np.random.default_rng(3)
+  x, y = rng.normal(size=(30, 4)), rng.normal(1.0, 1.0, size=(30, 4))
+  # One subset of the whole set is a permutation of it: the full-set estimate, std 0.
+  mean, std = scores.kid(x, y, num_subsets=1, subset_size=30)
+  np.testing.assert_allclose(mean, _mmd2_loops(x, y), rtol=1e-10)
+  assert std == 0.0
+  # Subsets of 10: the mean of the per-subset estimates, drawn reproducibly.
+  r = np.random.default_rng(7)
+  want = [_mmd2_loops(x[r.choice(30, 10, replace=False)], y[r.choice(30, 10, replace=False)])
+          for _ in range(5)]
+  mean, std = scores.kid(x, y, num_subsets=5, subset_size=10, seed=7)
+  np.testing.assert_allclose([mean, std], [np.mean(want), np.std(want)], rtol=1e-10)
+  # Unbiased: same-distribution sets give values around 0 (negative ones included).
+  a, b = rng.normal(size=(400, 4)), rng.normal(size=(400, 4))
+  same, _ = scores.kid(a, b, num_subsets=20, subset_size=100)
+  far, _ = scores.kid(a, b + 1.0, num_subsets=20, subset_size=100)
+  assert abs(same) < 0.05 < far
+
+
+# ----------------------------------------------------------- precision/recall, density/coverage
+def test_identical_sets():
+  x = np.random.default_rng(4).normal(size=(50, 3))
+  assert scores.precision_recall(x, x) == (1.0, 1.0)
+  density, coverage = scores.density_coverage(x, x, k=3)
+  assert coverage == 1.0
+  # Each real ball holds its own centre and its k nearest neighbours (no ties): (k + 1) / k.
+  np.testing.assert_allclose(density, 4 / 3)
+
+
+def test_disjoint_far_sets():
+  rng = np.random.default_rng(5)
+  x, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 3)) + 100.0
+  assert scores.precision_recall(x, y) == (0.0, 0.0)
+  assert scores.density_coverage(x, y) == (0.0, 0.0)
+
+
+def test_hand_checked_example():
+  """Real points on a line at 0, 1, 2, 10 (k=1 radii: 1, 1, 1, 8); fakes at 0.5, 5, 30.
+
+  precision: 0.5 is within 1 of 0; 5 is within 8 of 10; 30 is in no ball -> 2/3.
+  fake k=1 radii: 4.5, 4.5, 25 -> recall: 0, 1, 2 within 4.5 of 0.5; 10 within 25 of 30 -> 1.
+  density: 0.5 lies in the balls of 0 and 1 (2), 5 in the ball of 10 (1), 30 in none -> 3/(1*3).
+  coverage: balls of 0, 1 and 10 hold a fake, the ball of 2 (radius 1) holds none -> 3/4.
+  """
+  real = np.array([[0.0], [1.0], [2.0], [10.0]])
+  fake = np.array([[0.5], [5.0], [30.0]])
+  p, r = scores.precision_recall(real, fake, k=1)
+  np.testing.assert_allclose([p, r], [2 / 3, 1.0])
+  d, c = scores.density_coverage(real, fake, k=1)
+  np.testing.assert_allclose([d, c], [1.0, 0.75])
+  with pytest.raises(ValueError, match="k must be in"):
+    scores.precision_recall(real, fake, k=3)                         # fake has only 3 points
+
+
+# ------------------------------------------------------------------------ Inception Score
+def test_inception_score_known_distributions():
+  c = 10
+  labels = np.arange(1000) % c
+  confident = 100.0 * np.eye(c)[labels]                             # one-hot, balanced
+  mean, std = scores.inception_score(confident, num_splits=10)
+  np.testing.assert_allclose(mean, c, rtol=1e-6)
+  assert std < 1e-6
+  same = np.tile(np.random.default_rng(6).normal(size=(1, c)), (100, 1))
+  np.testing.assert_allclose(scores.inception_score(same, num_splits=1)[0], 1.0, rtol=1e-12)
+  # Two equiprobable classes, each prediction (0.9, 0.1) or (0.1, 0.9): exp(KL) by hand.
+  logits = np.log(np.array([[0.9, 0.1], [0.1, 0.9]] * 50))
+  kl = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
+  np.testing.assert_allclose(scores.inception_score(logits, num_splits=1)[0], np.exp(kl))
+
+
+def test_class_coverage():
+  out = scores.class_coverage(np.array([0, 0, 1, 3]), num_classes=4)
+  assert out["classes_covered"] == 3
+  p = np.array([0.5, 0.25, 0.25])
+  np.testing.assert_allclose(out["class_kl"], np.sum(p * np.log(p * 4)))
+  with pytest.raises(ValueError, match="labels must lie"):
+    scores.class_coverage(np.array([4]), num_classes=4)
