@@ -5,6 +5,7 @@
   digits    scikit-learn's 1,797 8x8 digits                                 [8, 8, 1]
   grid25    2D mixture, 25 Gaussians at (-4+2i, -4+2j), std 0.05            [2]
   ring8     2D mixture, 8 Gaussians on the unit circle, std 0.01            [2]
+  stacked_mnist  three mnist5k digits drawn independently as R, G, B (1,000 modes) [28, 28, 3]
   any other name: a TFDS image data set read with `tfds.data_source` (no TensorFlow)
 
 Image sources yield float32 in [-1, 1]; embedded arrays live on the device and batches are
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-EMBEDDED = ("mnist5k", "digits", "grid25", "ring8")
+EMBEDDED = ("mnist5k", "digits", "grid25", "ring8", "stacked_mnist")
 
 
 class DataError(ValueError):
@@ -66,6 +67,9 @@ class Source:
   batch: Callable[[int], jax.Array]
   num_examples: Optional[int] = None    # None: sampled fresh (infinite)
   examples: Optional[np.ndarray] = None  # the whole set, for in-memory sources
+  # on-device sources: the pure, traceable batch function (key, step) -> [B, *shape] with
+  # batch(step) == keyed_batch(jax.random.key(seed), step); lets a sweep vmap over seeds
+  keyed_batch: Optional[Callable[[jax.Array, jax.Array], jax.Array]] = None
 
 
 def _gather(data, key, step, batch_size):
@@ -90,7 +94,8 @@ def array_source(examples: np.ndarray, batch_size: int, seed: int, name: str = "
   key = jax.random.key(seed)
   fn = jax.jit(functools.partial(_gather, batch_size=batch_size))
   return Source(name, examples.shape[1:], value_range, batch_size,
-                lambda step: fn(data, key, step), examples.shape[0], examples)
+                lambda step: fn(data, key, step), examples.shape[0], examples,
+                lambda k, step: fn(data, k, step))
 
 
 def mixture_means(name: str) -> np.ndarray:
@@ -115,7 +120,24 @@ def mixture_source(name: str, batch_size: int, seed: int) -> Source:
   means = jnp.asarray(mixture_means(name))
   key = jax.random.key(seed)
   fn = jax.jit(functools.partial(_sample_mixture, std=MIXTURE_STD[name], batch_size=batch_size))
-  return Source(name, (2,), None, batch_size, lambda step: fn(key, step, means))
+  return Source(name, (2,), None, batch_size, lambda step: fn(key, step, means),
+                keyed_batch=lambda k, step: fn(k, step, means))
+
+
+def _sample_stacked(digits, key, step, batch_size):
+  """Three digits drawn independently (with replacement) per example, stacked as channels."""
+  idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size, 3), 0, digits.shape[0])
+  return jnp.concatenate([digits[idx[:, c]] for c in range(3)], axis=-1)  # [B, H, W, 3]
+
+
+def stacked_mnist_source(batch_size: int, seed: int, image_size: int = 0) -> Source:
+  """Stacked MNIST (VEEGAN, PacGAN): each channel an independent mnist5k digit, so the
+  1,000 digit triples are equally likely. [28, 28, 3] (or image_size) in [-1, 1]."""
+  digits = jax.device_put(resize_images(load_embedded_images("mnist5k"), image_size))
+  key = jax.random.key(seed)
+  fn = jax.jit(functools.partial(_sample_stacked, batch_size=batch_size))
+  return Source("stacked_mnist", (*digits.shape[1:3], 3), (-1.0, 1.0), batch_size,
+                lambda step: fn(digits, key, step), keyed_batch=lambda k, step: fn(digits, k, step))
 
 
 def load_embedded_images(name: str) -> np.ndarray:
@@ -188,6 +210,8 @@ def make_source(cfg, batch_size: int, seed: int) -> Source:
   """Builds the source named by the config's `data` block."""
   if cfg.name in ("grid25", "ring8"):
     return mixture_source(cfg.name, batch_size, seed)
+  if cfg.name == "stacked_mnist":
+    return stacked_mnist_source(batch_size, seed, cfg.image_size)
   if cfg.name in ("mnist5k", "digits"):
     x = resize_images(load_embedded_images(cfg.name), cfg.image_size)
     return array_source(x, batch_size, seed, cfg.name)
