@@ -2,6 +2,7 @@
 
   jaxgan train  [--config FILE] [--workdir DIR] [--config.KEY=VALUE ...]
   jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
+  jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
 """
 import argparse
 import sys
@@ -23,6 +24,17 @@ def _parser():
   s.add_argument("--num", type=int, default=64)
   s.add_argument("--seed", type=int, default=0)
   s.add_argument("--out", required=True, help="output file, .npy or .png")
+  w = sub.add_parser("sweep", help="train N GANs (seeds x values) in one vmapped program",
+                     epilog="Writes DIR/<member>/ (a normal run each) and DIR/summary.json "
+                            "(per-member metrics, mean and std). --summarize recomputes the "
+                            "summary of an existing sweep.")
+  w.add_argument("--config", default=None, help="config file or name under experiments/")
+  w.add_argument("--seeds", type=int, default=10, help="seeds config.seed .. config.seed+N-1")
+  w.add_argument("--param", default=None, help="a config key to vary, e.g. penalty.weight")
+  w.add_argument("--values", default=None, help="comma-separated values for --param")
+  w.add_argument("--workdir", default=None, help="sweep directory (default runs/<config>_sweep)")
+  w.add_argument("--summarize", action="store_true", help="only (re)write DIR/summary.json")
+  w.add_argument("--no-progress", action="store_true", help="no progress bar")
   return p
 
 
@@ -66,10 +78,32 @@ def main(argv=None) -> int:
       from jaxgan.train import sample
       x = sample(args.workdir, args.num, args.seed, args.out)
       print(f"[jaxgan] wrote {x.shape[0]} samples of shape {x.shape[1:]} to {args.out}")
+    elif args.command == "sweep":
+      _sweep(args, overrides)
   except (config_lib.ConfigError, DataError, FileNotFoundError) as e:
     print(f"jaxgan: error: {e}", file=sys.stderr)
     return 2
   return 0
+
+
+def _sweep(args, overrides) -> None:
+  import json
+  from jaxgan import config as config_lib
+  from jaxgan import sweep
+  workdir = args.workdir
+  if args.summarize:
+    if not workdir or not (Path(workdir) / "sweep.json").exists():
+      raise FileNotFoundError(f"--summarize needs --workdir of an existing sweep "
+                              f"(no {workdir}/sweep.json)")
+    summary = sweep.summarize(workdir)
+  else:
+    config = config_lib.apply_overrides(config_lib.load_config_file(args.config), overrides)
+    workdir = workdir or f"runs/{config_lib.resolve_config_path(args.config).stem}_sweep"
+    values = [v for v in (args.values or "").split(",") if v]
+    summary = sweep.sweep(config, workdir, args.seeds, args.param, values,
+                          progress=not args.no_progress)
+  print(json.dumps(summary["aggregate"], indent=1))
+  print(f"[jaxgan] done: members and summary.json in {workdir}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ use dotted keys (`--config.penalty.weight=5`); values are parsed to the type of 
 and an unknown key is refused with the list of valid ones.
 """
 import ast
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -90,7 +91,7 @@ def _parse_value(key: str, text: str, default):
 
 def apply_overrides(config, overrides: Iterable[str]) -> ml_collections.ConfigDict:
   """Applies `KEY=VALUE` overrides (dotted keys, without the `--config.` prefix)."""
-  config = ml_collections.ConfigDict(config)
+  config = copy.deepcopy(ml_collections.ConfigDict(config))  # never the caller's nested blocks
   valid = flat_keys(config)
   for item in overrides:
     if "=" not in item:

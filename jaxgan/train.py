@@ -80,6 +80,14 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def write_run_files(workdir: Path, config, source: data_lib.Source) -> None:
+  """config.json and data.json: what `load_run` needs to rebuild the run."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config_lib.config_to_json(config))
+  (workdir / "data.json").write_text(json.dumps(
+      {"name": source.name, "shape": list(source.shape), "value_range": source.value_range}))
+
+
 def train(config, workdir, *, source: Optional[data_lib.Source] = None,
           progress: bool = True) -> GANState:
   """Trains (or resumes) the run in `workdir` up to `config.steps`; returns the final state."""
@@ -87,9 +95,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
-  (workdir / "config.json").write_text(config_lib.config_to_json(config))
-  (workdir / "data.json").write_text(json.dumps(
-      {"name": source.name, "shape": list(source.shape), "value_range": source.value_range}))
+  write_run_files(workdir, config, source)
 
   spec = spec_from_config(config, source.shape)
   state = create_state(spec, jax.random.key(config.seed), source.shape)

@@ -28,6 +28,7 @@ from jaxgan.data import MIXTURE_STD, mixture_means
 
 NUM_MIXTURE_SAMPLES = 2500
 NUM_STACKED_MODES = 1000
+NUM_STACKED_SAMPLES = 26000
 
 
 def kl_to_uniform(counts: np.ndarray) -> float:

@@ -1,0 +1,116 @@
+"""Seed populations: member i of one vmapped program equals the single run with seed i."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgan import config as config_lib
+from jaxgan.sweep import members, sweep
+from jaxgan.train import load_run, train
+from tests.util import assert_trees_close
+
+
+def small_grid_config():
+  c = config_lib.load_config_file("experiments/grid25.py")
+  return config_lib.apply_overrides(c, [
+      "steps=6", "batch_size=32", "log_every=3", "sample_every=6", "checkpoint_every=3",
+      "num_sample_images=16", "model.latent_dim=4", "model.g_hidden=(16,16)",
+      "model.d_hidden=(16,16)", "seed=5", "ema_decay=0.9"])
+
+
+@pytest.fixture
+def grid_config():
+  return small_grid_config()
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory):
+  """Seeds 5 and 6 of the small grid25 GAN, 6 steps, in one program."""
+  workdir = tmp_path_factory.mktemp("seed_sweep")
+  return workdir, sweep(small_grid_config(), workdir, seeds=2, progress=False)
+
+
+def _state(workdir):
+  return load_run(workdir)[2]
+
+
+def test_member_equals_the_single_run_with_its_seed(seed_sweep, tmp_path):
+  workdir, summary = seed_sweep
+  member = workdir / "seed6"                     # the second member: seed 6, not the base seed
+  assert json.loads((member / "config.json").read_text())["seed"] == 6
+  want = train(config_lib.apply_overrides(small_grid_config(), ["seed=6"]), tmp_path / "single",
+               progress=False)
+  got = _state(member)
+  assert int(got.step) == 6
+  assert_trees_close(got, want, rtol=1e-4, atol=1e-5)
+  rows = [json.loads(r) for r in (member / "metrics.jsonl").read_text().splitlines()]
+  ref = [json.loads(r) for r in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows] == [r["step"] for r in ref] == [3, 6]
+  for k in ("d_loss", "g_loss", "penalty"):
+    np.testing.assert_allclose([r[k] for r in rows], [r[k] for r in ref], rtol=1e-4, atol=1e-6)
+  assert (member / "samples" / "step_000006.png").exists()
+  # different seeds are different GANs
+  a = _state(workdir / "seed5")
+  assert not np.allclose(jax.tree.leaves(a.g_params)[0], jax.tree.leaves(got.g_params)[0])
+
+
+def test_summary_aggregates_the_members(seed_sweep):
+  workdir, summary = seed_sweep
+  agg = summary["aggregate"]["all"]
+  assert agg["modes"]["n"] == 2 and agg["num_samples"]["mean"] == 2500
+  per = [summary["members"][f"seed{s}"]["modes"] for s in (5, 6)]
+  assert agg["modes"]["mean"] == pytest.approx(np.mean(per))
+  assert agg["modes"]["std"] == pytest.approx(np.std(per, ddof=1))
+  assert summary["members"]["seed5"]["checkpoint_step"] == 6
+  assert json.loads((workdir / "summary.json").read_text()) == summary
+
+
+@pytest.mark.parametrize("param,values", [
+    ("penalty.weight", ("0.5", "3")),
+    pytest.param("optim.d.lr", ("0.01", "0.0001"), marks=pytest.mark.slow)])
+def test_traced_hyper_parameter_equals_a_single_run(grid_config, tmp_path, param, values):
+  """A swept value reaches the step as a traced per-member scalar; the member equals a single
+  run with that value set in its config."""
+  sweep(grid_config, tmp_path / "sweep", seeds=1, param=param, values=values, progress=False)
+  states = [_state(tmp_path / "sweep" / f"{param}_{v}_seed5") for v in values]
+  cfg = json.loads((tmp_path / "sweep" / f"{param}_{values[1]}_seed5" / "config.json").read_text())
+  for part in param.split("."):
+    cfg = cfg[part]
+  assert cfg == float(values[1])
+  want = train(config_lib.apply_overrides(grid_config, [f"{param}={values[1]}"]),
+               tmp_path / "single", progress=False)
+  assert_trees_close(states[1], want, rtol=1e-4, atol=1e-5)
+  assert not np.allclose(jax.tree.leaves(states[0].d_params)[0],
+                         jax.tree.leaves(states[1].d_params)[0])
+
+
+def test_resume_continues_every_member(seed_sweep, tmp_path):
+  straight, _ = seed_sweep
+  sweep(config_lib.apply_overrides(small_grid_config(), ["steps=3"]), tmp_path, seeds=2,
+        progress=False)
+  sweep(small_grid_config(), tmp_path, seeds=2, progress=False)
+  for s in ("seed5", "seed6"):
+    assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
+
+
+def test_bad_sweep_arguments_are_refused(grid_config):
+  with pytest.raises(config_lib.ConfigError, match="sweepable keys: penalty.weight"):
+    members(grid_config, 2, "model.d_hidden", ["(8,)"])
+  with pytest.raises(config_lib.ConfigError, match="--param and --values go together"):
+    members(grid_config, 2, "penalty.weight", [])
+  with pytest.raises(config_lib.ConfigError, match="--seeds must be >= 1"):
+    members(grid_config, 0)
+  with pytest.raises(config_lib.ConfigError, match="penalty.weight: expected a float"):
+    members(grid_config, 1, "penalty.weight", ["abc"])
+
+
+def test_cli_summarize_and_errors(seed_sweep, capsys):
+  from jaxgan.cli import main
+  workdir, summary = seed_sweep
+  assert main(["sweep", "--summarize", "--workdir", str(workdir)]) == 0
+  assert json.loads((workdir / "summary.json").read_text()) == summary
+  assert main(["sweep", "--config", "grid25", "--seeds", "2", "--param", "model.width",
+               "--values", "8,16"]) == 2
+  assert "sweepable keys" in capsys.readouterr().err
+  assert main(["sweep", "--summarize", "--workdir", str(workdir / "nothing")]) == 2
