@@ -1,10 +1,12 @@
 """Sample-quality metrics against references: scipy's sqrtm, direct O(n^2) loops, closed forms
 and hand-built point sets with known answers."""
+import jax
 import numpy as np
 import pytest
 import scipy.linalg
 
 from jaxgan.metrics import scores
+from tests import util
 
 
 def _random_factor(rng, d, rank, tiny=0.0):
@@ -141,6 +143,8 @@ def test_hand_checked_example():
   """
   real = np.array([[0.0], [1.0], [2.0], [10.0]])
   fake = np.array([[0.5], [5.0], [30.0]])
+  np.testing.assert_array_equal(scores.knn_radii(real, 1, chunk=3), [1.0, 1.0, 1.0, 8.0])
+  np.testing.assert_array_equal(scores.knn_radii(real, 2, chunk=1), [2.0, 1.0, 2.0, 9.0])
   p, r = scores.precision_recall(real, fake, k=1)
   np.testing.assert_allclose([p, r], [2 / 3, 1.0])
   d, c = scores.density_coverage(real, fake, k=1)
@@ -172,3 +176,125 @@ def test_class_coverage():
   np.testing.assert_allclose(out["class_kl"], np.sum(p * np.log(p * 4)))
   with pytest.raises(ValueError, match="labels must lie"):
     scores.class_coverage(np.array([4]), num_classes=4)
+
+
+# ---------------------------------------------------------------------- feature extractors
+def _load_script(name):
+  import importlib.util
+  from pathlib import Path
+  path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_shipped_classifier_is_accurate_on_held_out_digits():
+  from jaxgan.data import load_embedded_images, load_embedded_labels
+  from jaxgan.metrics import classifier
+  x, y = load_embedded_images("mnist5k"), load_embedded_labels("mnist5k")
+  train_idx, test_idx = classifier.holdout_split(y)
+  assert len(test_idx) == 1000 and len(np.intersect1d(train_idx, test_idx)) == 0
+  assert np.all(np.bincount(y[test_idx]) == 100)
+  extractor = classifier.load_mnist_classifier()
+  feats, logits = extractor.features_and_logits(x[test_idx])
+  assert feats.shape == (1000, 128) and logits.shape == (1000, 10)
+  accuracy = np.mean(np.argmax(logits, 1) == y[test_idx])
+  record = classifier.shipped_accuracy()
+  assert accuracy >= 0.97
+  assert abs(accuracy - record["test_accuracy"]) <= 0.002          # the README's number
+  # Batching and padding change nothing: 7 images in batches of 3 (padded to 9).
+  small = classifier.FeatureExtractor("c", extractor.module, extractor.variables, batch_size=3)
+  np.testing.assert_allclose(small.features(x[test_idx[:7]]), feats[:7], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_classifier_training_function_tiny_run(tmp_path):
+  from jaxgan.data import load_embedded_images, load_embedded_labels
+  from jaxgan.metrics import classifier
+  script = _load_script("train_mnist_classifier")
+  x, y = load_embedded_images("mnist5k")[::10], load_embedded_labels("mnist5k")[::10]  # 500
+  variables = script.train_classifier(x, y, steps=60, batch_size=32, lr=3e-3)
+  classifier.save_classifier(tmp_path / "clf", variables)
+  extractor = classifier.load_mnist_classifier(tmp_path / "clf")
+  assert script.accuracy(extractor, x, y) > 0.6                     # chance is 0.1
+  untrained = classifier.init_variables(classifier.MNISTClassifier(), jax.random.key(0))
+  base = classifier.FeatureExtractor("c", classifier.MNISTClassifier(), untrained)
+  assert script.accuracy(base, x, y) < 0.3
+
+
+def test_classifier_missing_checkpoint_is_a_clear_error(tmp_path):
+  from jaxgan.metrics import classifier
+  with pytest.raises(FileNotFoundError, match="train_mnist_classifier.py"):
+    classifier.load_mnist_classifier(tmp_path / "nope")
+
+
+def _torch_state_dict(variables):
+  """The PyTorch layout of `variables` under pytorch-fid's names (what the .pth holds)."""
+  import flax
+  from jaxgan.metrics import inception
+  state = {}
+  for path, w in flax.traverse_util.flatten_dict(variables).items():
+    w = np.asarray(w)
+    if path[-1] == "kernel":
+      w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
+    state[inception.torch_name(path)] = w
+    if path[-1] == "mean":
+      state[inception.torch_name(path).replace("running_mean", "num_batches_tracked")] = np.int64(0)
+  return state
+
+
+def test_inception_weights_from_torch_state_dict(tmp_path):
+  import flax
+  from jaxgan.metrics import inception
+  variables = inception.random_variables(seed=1)
+  state = _torch_state_dict(variables)
+  # The PyTorch names and shapes of torchvision's Inception3 (FID head: 1008 classes).
+  assert state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
+  assert state["Mixed_5b.branch_pool.conv.weight"].shape == (32, 192, 1, 1)
+  assert state["Mixed_6e.branch7x7dbl_5.conv.weight"].shape == (192, 192, 1, 7)
+  assert state["Mixed_7b.branch3x3dbl_1.conv.weight"].shape == (448, 1280, 1, 1)
+  assert state["Mixed_7c.branch_pool.conv.weight"].shape == (192, 2048, 1, 1)
+  assert state["Mixed_7c.branch3x3_2b.bn.running_var"].shape == (384,)
+  assert state["fc.weight"].shape == (1008, 2048) and state["fc.bias"].shape == (1008,)
+  assert sum(np.size(v) for k, v in state.items() if "num_batches" not in k) == 23_885_392
+  converted = inception.variables_from_torch(dict(state, **{"AuxLogits.fc.weight": np.zeros(1)}))
+  util.assert_trees_equal(converted, variables)
+  inception.save_npz(tmp_path / "w.npz", converted)
+  loaded = inception.load_fid_inception(tmp_path / "w.npz")
+  util.assert_trees_equal(loaded.variables, variables)
+
+  bad = dict(state)
+  del bad["Mixed_6a.branch3x3.bn.running_mean"]
+  bad["fc.weight"] = bad["fc.weight"][:1000]
+  bad["Mixed_8.conv.weight"] = np.zeros(1)
+  with pytest.raises(ValueError) as e:
+    inception.variables_from_torch(bad)
+  assert "missing Mixed_6a.branch3x3.bn.running_mean" in str(e.value)
+  assert "fc.weight: shape (1000, 2048)" in str(e.value)
+  assert "unexpected keys: Mixed_8.conv.weight" in str(e.value)
+  with pytest.raises(FileNotFoundError, match="convert_fid_inception.py"):
+    inception.load_fid_inception(tmp_path / "missing.npz")
+  np.savez(tmp_path / "other.npz", x=np.zeros(3))
+  with pytest.raises(ValueError, match="does not hold FID Inception-v3"):
+    inception.load_fid_inception(tmp_path / "other.npz")
+
+
+@pytest.mark.slow
+def test_fid_inception_shapes_and_determinism():
+  from jaxgan.metrics import inception
+  ext = inception.FeatureExtractor("inc", inception.FIDInceptionV3(),
+                                   inception.random_variables(seed=0), batch_size=2)
+  rng = np.random.default_rng(0)
+  gray = rng.uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
+  f, y = ext.features_and_logits(gray[:2])
+  assert f.shape == (2, 2048) and y.shape == (2, 1008)
+  assert np.all(np.isfinite(f)) and np.all(f >= 0) and np.all(np.isfinite(y))   # pooled ReLUs
+  assert not np.allclose(f[0], f[1])
+  f2, y2 = ext.features_and_logits(gray[:2])
+  np.testing.assert_array_equal(f, f2)
+  np.testing.assert_array_equal(y, y2)
+  # Gray input is the RGB image with equal channels; an odd N is padded, not recompiled.
+  f3 = ext.features(np.repeat(gray, 3, axis=-1))
+  np.testing.assert_allclose(f3[:2], f, rtol=1e-4, atol=1e-5)
+  assert f3.shape == (3, 2048)

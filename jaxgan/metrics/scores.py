@@ -125,12 +125,15 @@ def _pairwise_distances(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.n
   return out
 
 
-def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+def knn_radii(x: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
   """Distance of each row of x [N, D] to its k-th nearest other row -> [N]."""
   if not 1 <= k < x.shape[0]:
     raise ValueError(f"k must be in [1, N-1] = [1, {x.shape[0] - 1}], got {k}")
-  d = _pairwise_distances(x, x)
-  return np.partition(d, k, axis=1)[:, k]                            # index 0 is the point itself
+  radii = np.empty(x.shape[0])
+  for i in range(0, x.shape[0], chunk):                              # [chunk, N] at a time
+    d = _pairwise_distances(x[i:i + chunk], x)
+    radii[i:i + chunk] = np.partition(d, k, axis=1)[:, k]            # index 0: the point itself
+  return radii
 
 
 def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
