@@ -29,6 +29,12 @@ def get_config():
   c.penalty = ml_collections.ConfigDict(dict(name="r1", weight=1.0, every=1))
   c.d_steps = 1
   c.ema_decay = 0.999
+  c.skip_nonfinite = False               # true: skip (and count) updates that give NaN/Inf
+  # Divergence warnings (logged and counted in metrics.jsonl): D wins when its loss stays
+  # below d_wins_loss for d_wins_logs log points in a row; collapse when the fakes' mean
+  # pairwise distance falls below collapse_ratio times the real batch's.
+  c.diagnostics = ml_collections.ConfigDict(dict(d_wins_loss=0.01, d_wins_logs=5,
+                                                 collapse_ratio=0.05))
   c.optim = ml_collections.ConfigDict(dict(
       g=dict(lr=2e-4, b1=0.5, b2=0.999), d=dict(lr=2e-4, b1=0.5, b2=0.999)))
   return c

@@ -1,6 +1,6 @@
 """`jaxgan` command line.
 
-  jaxgan train  [--config FILE] [--workdir DIR] [--config.KEY=VALUE ...]
+  jaxgan train  [--config FILE] [--workdir DIR] [--force] [--config.KEY=VALUE ...]
   jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
 """
@@ -19,6 +19,8 @@ def _parser():
                  help="config file or name under experiments/ (default experiments/mnist_mlp.py)")
   t.add_argument("--workdir", default=None, help="run directory (default runs/<config name>)")
   t.add_argument("--no-progress", action="store_true", help="no progress bar")
+  t.add_argument("--force", action="store_true",
+                 help="continue the run in --workdir even though its config differs")
   s = sub.add_parser("sample", help="write samples from a run's latest checkpoint")
   s.add_argument("--workdir", required=True)
   s.add_argument("--num", type=int, default=64)
@@ -63,6 +65,7 @@ def main(argv=None) -> int:
   rest, overrides = _split_overrides(argv)
   args = _parser().parse_args(rest)
   from jaxgan import config as config_lib
+  from jaxgan.checkpoint import CheckpointError
   from jaxgan.data import DataError
   try:
     if args.command == "train":
@@ -70,8 +73,12 @@ def main(argv=None) -> int:
       config = config_lib.apply_overrides(config_lib.load_config_file(args.config), overrides)
       name = config_lib.resolve_config_path(args.config).stem
       workdir = Path(args.workdir or f"runs/{name}")
-      train(config, workdir, progress=not args.no_progress)
-      print(f"[jaxgan] done: samples, metrics.jsonl and checkpoints in {workdir}")
+      state = train(config, workdir, progress=not args.no_progress, force=args.force)
+      if int(state.step) < config.steps:
+        print(f"[jaxgan] stopped at step {int(state.step)} of {config.steps}; the same command "
+              f"resumes it")
+      else:
+        print(f"[jaxgan] done: samples, metrics.jsonl and checkpoints in {workdir}")
     elif args.command == "sample":
       if overrides:
         raise config_lib.ConfigError("sample takes no --config.* overrides")
@@ -83,6 +90,9 @@ def main(argv=None) -> int:
   except (config_lib.ConfigError, DataError, FileNotFoundError) as e:
     print(f"jaxgan: error: {e}", file=sys.stderr)
     return 2
+  except (CheckpointError, FloatingPointError, OSError) as e:  # NonFiniteError, a full disk
+    print(f"jaxgan: error: {e}", file=sys.stderr)
+    return 1
   return 0
 
 

@@ -16,6 +16,11 @@ import ml_collections
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "experiments/mnist_mlp.py"
 REQUIRED_KEYS = ("steps", "batch_size", "seed", "checkpoint_every")
+# Keys that may differ when a run in a workdir is resumed: they set how far the run goes and
+# how often it writes, never the numbers it computes (a larger `steps` continues a run). Any
+# other difference is refused unless `jaxgan train --force`.
+RESUMABLE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "num_sample_images",
+                  "data.data_dir")
 
 
 class ConfigError(ValueError):
@@ -118,6 +123,24 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
       return {k: tuples(x) for k, x in v.items()}
     return tuple(v) if isinstance(v, list) else v
   return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+
+def _flat_json(config) -> dict:
+  """{dotted key: value} with values normalised through JSON (tuples become lists)."""
+  def walk(d, prefix):
+    out = {}
+    for k, v in d.items():
+      out.update(walk(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+  return walk(json.loads(config_to_json(config)), "")
+
+
+def config_diff(old, new) -> list[str]:
+  """`key: old -> new` for each key outside RESUMABLE_KEYS that differs between two configs."""
+  a, b = _flat_json(old), _flat_json(new)
+  absent = "<absent>"
+  return [f"{k}: {a.get(k, absent)!r} -> {b.get(k, absent)!r}" for k in sorted(set(a) | set(b))
+          if k not in RESUMABLE_KEYS and a.get(k, absent) != b.get(k, absent)]
 
 
 def validate(config) -> None:

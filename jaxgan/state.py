@@ -31,6 +31,7 @@ class GANSpec:
   penalty_every: int = 1         # lazy regularisation: apply every k-th step with weight * k
   d_steps: int = 1               # D updates per G update (each with fresh fakes)
   ema_decay: float = 0.0         # 0 disables the EMA generator (ema_params then track g_params)
+  skip_nonfinite: bool = False   # skip (and count) an update that makes anything non-finite
 
   def __post_init__(self):
     losses.get_loss(self.loss)
@@ -52,6 +53,8 @@ class GANState:
   d_opt_state: PyTree
   ema_params: PyTree       # EMA of g_params (equal to g_params when ema_decay == 0)
   key: jax.Array           # typed base key; step keys are fold_in(key, step)
+  nonfinite: PyTree        # int32 scalars, see `train_step.NONFINITE`: first_step (0: none yet),
+                           # what (bitmask of the quantities non-finite then), skipped (updates)
 
 
 def _split_vars(variables):
@@ -71,7 +74,8 @@ def create_state(spec: GANSpec, key: jax.Array, data_shape: Sequence[int]) -> GA
       step=jnp.zeros((), jnp.int32),
       g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,
       g_opt_state=spec.g_tx.init(g_params), d_opt_state=spec.d_tx.init(d_params),
-      ema_params=jax.tree.map(jnp.copy, g_params), key=k_run)
+      ema_params=jax.tree.map(jnp.copy, g_params), key=k_run,
+      nonfinite={k: jnp.zeros((), jnp.int32) for k in ("first_step", "what", "skipped")})
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
@@ -86,7 +90,8 @@ def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
       g_tx=make_optimizer(config.optim.g), d_tx=make_optimizer(config.optim.d),
       latent_dim=config.model.latent_dim, loss=config.loss,
       penalty=config.penalty.name, penalty_weight=config.penalty.weight,
-      penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay)
+      penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay,
+      skip_nonfinite=config.skip_nonfinite)
 
 
 def generate(spec: GANSpec, state: GANState, z: jax.Array, use_ema: bool = True) -> jax.Array:

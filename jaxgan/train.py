@@ -1,11 +1,13 @@
 """The host loop: data, the jitted step, logging, sample grids, checkpoints, resume.
 
 Nothing here is traced. Between log points the loop only dispatches work (no host sync);
-metrics are fetched at log points, state finiteness is checked before each checkpoint.
+metrics and the step's on-device non-finite record (`state.nonfinite`) are fetched at log,
+sample and checkpoint points. A non-finite state is never saved: the run stops with the step
+and the quantity. SIGTERM finishes the step, commits a checkpoint and returns.
 """
 import functools
 import json
-import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from jaxgan import data as data_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANState, create_state, generate, spec_from_config
-from jaxgan.train_step import train_step
+from jaxgan.train_step import all_finite, nonfinite_names, train_step
 from jaxgan.writers import MetricWriter
 
 
@@ -37,26 +39,85 @@ def sample_noise(seed: int, num: int, latent_dim: int) -> jax.Array:
   return jax.random.normal(jax.random.key(seed), (num, latent_dim), jnp.float32)
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.floating)]
-  return jnp.all(jnp.stack(leaves))
+_all_finite = jax.jit(all_finite)
 
 
-def _check_finite(step: int, metrics: dict, last_good: Optional[int]):
-  bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
-  if bad:
+def _check_nonfinite(nonfinite: dict, step: int, last_good: Optional[int], skip: bool):
+  """Raises if the step's on-device record shows a NaN/Inf (unless such updates are skipped)."""
+  first = int(nonfinite["first_step"])
+  if first and not skip:
     raise NonFiniteError(
-        f"non-finite {', '.join(bad)} at step {step}; stopping. The last good checkpoint "
-        f"(step {last_good}) is kept; lower the learning rates or raise the penalty weight.")
+        f"non-finite {', '.join(nonfinite_names(nonfinite['what']))} at step {first} "
+        f"(detected at step {step}); stopping without saving. The last good checkpoint "
+        f"(step {last_good}) is kept. Lower the learning rates, raise the penalty weight, or "
+        f"set --config.skip_nonfinite=true to skip such updates.")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-  """Drops log rows beyond the resumed step (they will be written again)."""
+def _write_atomic(path: Path, text: str) -> None:
+  """A kill mid-write leaves the old file, never half a file."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
+def _truncate_metrics(path: Path, step: int) -> dict:
+  """Drops log rows beyond the resumed step (they will be written again) and a torn last
+  line of a killed run; returns the last row kept ({} if none)."""
+  rows = []
   if path.exists():
-    rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
-    path.write_text("".join(r + "\n" for r in rows))
+    for line in path.read_text().splitlines():
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if row["step"] <= step:
+        rows.append(row)
+    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+  return rows[-1] if rows else {}
+
+
+def _check_workdir_config(workdir: Path, config, force: bool) -> None:
+  """Refuses a workdir that holds a run of a different config (RESUMABLE_KEYS may differ)."""
+  path = workdir / "config.json"
+  if not path.exists():
+    return
+  diff = config_lib.config_diff(config_lib.config_from_json(path.read_text()), config)
+  if diff and not force:
+    raise config_lib.ConfigError(
+        f"{workdir} holds a run with a different config:\n  " + "\n  ".join(diff) +
+        f"\nOnly {', '.join(config_lib.RESUMABLE_KEYS)} may change when a run is resumed. Use "
+        f"another --workdir, or pass --force to continue this run with the new config.")
+  if diff:
+    _log(f"--force: continuing {workdir} with a changed config: {'; '.join(diff)}")
+
+
+class _Diagnostics:
+  """Divergence warnings at log points, from the fetched metrics: D wins (its loss below
+  `d_wins_loss` for `d_wins_logs` log points in a row) and collapse (the fakes' mean pairwise
+  distance below `collapse_ratio` times the real batch's). Each is logged when it starts and
+  counted (log points flagged) in the metrics as `d_wins_warnings` and `collapse_warnings`."""
+  def __init__(self, config, last_row: dict):
+    self.cfg = config.diagnostics
+    self.loss_bounded = config.loss != "wasserstein"   # a W-critic's loss has no floor at 0
+    self.counts = {k: int(last_row.get(k, 0)) for k in ("d_wins_warnings", "collapse_warnings")}
+    self.streak = 0
+    self.collapsed = False
+
+  def __call__(self, step: int, m: dict) -> dict:
+    self.streak = self.streak + 1 if self.loss_bounded and m["d_loss"] < self.cfg.d_wins_loss else 0
+    if self.streak >= self.cfg.d_wins_logs:
+      if self.streak == self.cfg.d_wins_logs:
+        _log(f"warning: step {step}: D's loss has stayed below {self.cfg.d_wins_loss} for "
+             f"{self.streak} log points (D wins; G gets no signal)")
+      self.counts["d_wins_warnings"] += 1
+    collapsed = m["fake_pdist"] < self.cfg.collapse_ratio * m["real_pdist"]
+    if collapsed:
+      if not self.collapsed:
+        _log(f"warning: step {step}: the fakes of a batch collapse (mean pairwise distance "
+             f"{m['fake_pdist']:.3g} vs {m['real_pdist']:.3g} for real data)")
+      self.counts["collapse_warnings"] += 1
+    self.collapsed = collapsed
+    return self.counts
 
 
 class _Preemption:
@@ -83,38 +144,69 @@ class _Preemption:
 def write_run_files(workdir: Path, config, source: data_lib.Source) -> None:
   """config.json and data.json: what `load_run` needs to rebuild the run."""
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config_lib.config_to_json(config))
-  (workdir / "data.json").write_text(json.dumps(
+  _write_atomic(workdir / "config.json", config_lib.config_to_json(config))
+  _write_atomic(workdir / "data.json", json.dumps(
       {"name": source.name, "shape": list(source.shape), "value_range": source.value_range}))
 
 
 def train(config, workdir, *, source: Optional[data_lib.Source] = None,
-          progress: bool = True) -> GANState:
-  """Trains (or resumes) the run in `workdir` up to `config.steps`; returns the final state."""
+          progress: bool = True, force: bool = False) -> GANState:
+  """Trains (or resumes) the run in `workdir` up to `config.steps`; returns the final state
+  (earlier if SIGTERM stopped it: compare `state.step` with `config.steps`).
+
+  A workdir holding a run of another config is refused unless `force` (see
+  `config.RESUMABLE_KEYS`); checkpoints that exist but do not restore are never trained over.
+  """
   config_lib.validate(config)
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
-  write_run_files(workdir, config, source)
+  with _Preemption() as preemption:
+    _check_workdir_config(workdir, config, force)
+    source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
+    spec = spec_from_config(config, source.shape)
+    state = create_state(spec, jax.random.key(config.seed), source.shape)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpoints(workdir / "checkpoints", cleanup_unfinished=True)
+    try:
+      restored, start = ckpt.restore_latest(state, log=_log)
+      write_run_files(workdir, config, source)
+      state = restored if start else state
+      start = start or 0
+      last_row = _truncate_metrics(workdir / "metrics.jsonl", start)
+      if start:
+        _log(f"resumed {workdir} from step {start}")
+      state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row,
+                    progress)
+    except BaseException:
+      try:
+        ckpt.close()
+      except Exception:  # the error in flight says more
+        pass
+      raise
+    ckpt.close()
+  return state
 
-  spec = spec_from_config(config, source.shape)
-  state = create_state(spec, jax.random.key(config.seed), source.shape)
-  ckpt = Checkpoints(workdir / "checkpoints")
-  start = ckpt.latest_step() or 0
-  if start:
-    state = ckpt.restore(state)
-    _truncate_metrics(workdir / "metrics.jsonl", start)
-    _log(f"resumed {workdir} from step {start}")
+
+def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row, progress):
   _log(f"{len(jax.devices())} device(s) [{jax.devices()[0].platform}], 1 process; "
        f"data {source.name} {tuple(source.shape)}; training steps {start} -> {config.steps}")
-
   step_fn = jax.jit(functools.partial(train_step, spec), donate_argnums=0)
   sample_fn = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
   fixed_z = sample_noise(config.seed + 1, config.num_sample_images, spec.latent_dim)
   writer = MetricWriter(workdir)
+  diagnose = _Diagnostics(config, last_row)
   last_good = start or None
+  skipped = int(last_row.get("skipped_updates", 0))
+
+  def check(step, nonfinite):
+    nonlocal skipped
+    _check_nonfinite(nonfinite, step, last_good, config.skip_nonfinite)
+    if int(nonfinite["skipped"]) > skipped:
+      skipped = int(nonfinite["skipped"])
+      _log(f"step {step}: {skipped} non-finite update(s) skipped so far (the first at step "
+           f"{int(nonfinite['first_step'])}: {', '.join(nonfinite_names(nonfinite['what']))})")
 
   def write_samples(step):
+    check(step, jax.device_get(state.nonfinite))
     x = np.asarray(sample_fn(state, fixed_z))
     path = workdir / "samples" / f"step_{step:06d}.png"
     reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
@@ -122,6 +214,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
 
   def save(step):
     nonlocal last_good
+    check(step, jax.device_get(state.nonfinite))
     if not bool(_all_finite(state)):
       raise NonFiniteError(f"non-finite parameters at step {step}; not saving. The last good "
                            f"checkpoint (step {last_good}) is kept.")
@@ -133,40 +226,40 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
     from tqdm import tqdm
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", mininterval=1.0)
   try:
-    with _Preemption() as preemption:
-      t0, n0 = time.perf_counter(), start
-      for step in range(start, config.steps):
-        batch = source.batch(step)
-        if step == start:
-          data_lib.check_batch(batch, source.shape, config.batch_size, source.name)
-        state, metrics = step_fn(state, batch)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-          metrics = jax.device_get(metrics)
-          _check_finite(done, metrics, last_good)
-          dt = time.perf_counter() - t0
-          scalars = dict(metrics, images_per_sec=(done - n0) * config.batch_size / max(dt, 1e-9))
-          writer.write(done, scalars)
-          t0, n0 = time.perf_counter(), done
-          if bar is not None:
-            bar.set_postfix(d=f"{scalars['d_loss']:.3f}", g=f"{scalars['g_loss']:.3f}",
-                            img_s=f"{scalars['images_per_sec']:.0f}", refresh=False)
-        if done % config.sample_every == 0 or done == config.steps:
-          write_samples(done)
-        if done % config.checkpoint_every == 0 or done == config.steps:
-          save(done)
+    t0, n0 = time.perf_counter(), start
+    for step in range(start, config.steps):
+      batch = source.batch(step)
+      if step == start:
+        data_lib.check_batch(batch, source.shape, config.batch_size, source.name)
+      state, metrics = step_fn(state, batch)
+      done = step + 1
+      if done % config.log_every == 0 or done == config.steps:
+        metrics, nonfinite = jax.device_get((metrics, state.nonfinite))
+        check(done, nonfinite)
+        dt = time.perf_counter() - t0
+        scalars = dict(metrics, images_per_sec=(done - n0) * config.batch_size / max(dt, 1e-9),
+                       skipped_updates=nonfinite["skipped"], **diagnose(done, metrics))
+        writer.write(done, scalars)
+        t0, n0 = time.perf_counter(), done
         if bar is not None:
-          bar.update(1)
-        if preemption.requested:
-          save(done)
-          ckpt.wait()
-          _log(f"SIGTERM: saved checkpoint at step {done}; exiting. Re-run to resume.")
-          break
+          bar.set_postfix(d=f"{scalars['d_loss']:.3f}", g=f"{scalars['g_loss']:.3f}",
+                          img_s=f"{scalars['images_per_sec']:.0f}", refresh=False)
+      if done % config.sample_every == 0 or done == config.steps:
+        write_samples(done)
+      if done % config.checkpoint_every == 0 or done == config.steps:
+        save(done)
+      if bar is not None:
+        bar.update(1)
+      if preemption.requested:
+        save(done)
+        ckpt.wait()
+        _log(f"SIGTERM: checkpoint of step {done} committed to {ckpt.directory}; exiting. "
+             f"Re-run the same command to resume.")
+        break
   finally:
     if bar is not None:
       bar.close()
     writer.close()
-    ckpt.close()
   return state
 
 

@@ -7,6 +7,13 @@ Bind the spec and jit where it is called:
 
 One call does `spec.d_steps` D updates (fresh fakes each, the same real batch) then one G
 update, and updates the EMA generator. Randomness comes from fold_in(state.key, state.step).
+
+Besides the losses, the metrics hold cheap divergence diagnostics (D's accuracy on real and
+fake, ADA's r_t = E[sign(D(real))], global gradient norms, the mean pairwise distance of the
+fakes and of the real batch) and `nonfinite`, a bitmask over `NONFINITE` of the quantities that
+became NaN/Inf in this step. The first such step is recorded on the device in
+`state.nonfinite`; with `spec.skip_nonfinite` such an update is dropped (the state keeps its
+previous values, the step still advances) and counted in `state.nonfinite['skipped']`.
 """
 import jax
 import jax.numpy as jnp
@@ -14,6 +21,31 @@ import optax
 
 from jaxgan import losses, penalties
 from jaxgan.state import GANSpec, GANState
+
+NONFINITE = ("d_loss", "g_loss", "penalty", "d_grads", "g_grads", "d_params", "g_params")
+
+
+def nonfinite_names(what: int) -> list[str]:
+  """The names in `NONFINITE` of the bits set in a `nonfinite` mask."""
+  return [name for i, name in enumerate(NONFINITE) if int(what) >> i & 1]
+
+
+def all_finite(tree) -> jax.Array:
+  """True iff every floating-point leaf of `tree` is finite (a bool scalar)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def mean_pairwise_distance(x: jax.Array) -> jax.Array:
+  """Mean Euclidean distance between distinct examples of a batch x [B, ...]: a cheap
+  diversity measure (near 0 when the samples of a batch collapse)."""
+  x = x.reshape(x.shape[0], -1).astype(jnp.float32)                  # [B, D]
+  sq = jnp.sum(x * x, axis=-1)                                       # [B]
+  gram = jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST)     # [B, B]
+  dist = jnp.sqrt(jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0))
+  b = x.shape[0]
+  return jnp.sum(dist * (1.0 - jnp.eye(b))) / (b * (b - 1))
 
 
 def _apply(module, params, collections, x, train: bool):
@@ -47,7 +79,9 @@ def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
                          lambda: jnp.zeros((), jnp.float32))
     total = adv + spec.penalty_weight * spec.penalty_every * pen
   aux = dict(d_state=d_state, d_loss=adv, penalty=pen,
-             d_real=jnp.mean(real_logits), d_fake=jnp.mean(fake_logits))
+             d_real=jnp.mean(real_logits), d_fake=jnp.mean(fake_logits),
+             d_acc_real=jnp.mean(real_logits > 0), d_acc_fake=jnp.mean(fake_logits < 0),
+             ada_r_t=jnp.mean(jnp.sign(real_logits)))
   return total, aux
 
 
@@ -62,27 +96,47 @@ def _g_loss(spec: GANSpec, state: GANState, g_params, real, z):
   else:
     fake_logits, _ = _apply(spec.discriminator, state.d_params, state.d_state, fake, train=False)
     real_logits = jnp.zeros_like(fake_logits)
-  return loss.g(real_logits, fake_logits), g_state
+  return loss.g(real_logits, fake_logits), (g_state, fake)
+
+
+def _guard_nonfinite(spec: GANSpec, old: GANState, new: GANState, what: jax.Array) -> GANState:
+  """Records the first step with a non-finite quantity; with skip_nonfinite, drops the update."""
+  bad = what != 0
+  record = bad & (old.nonfinite["first_step"] == 0)
+  nonfinite = dict(first_step=jnp.where(record, new.step, old.nonfinite["first_step"]),
+                   what=jnp.where(record, what, old.nonfinite["what"]),
+                   skipped=old.nonfinite["skipped"] + (bad & spec.skip_nonfinite).astype(jnp.int32))
+  if spec.skip_nonfinite:
+    strip = lambda s: s.replace(step=None, key=None, nonfinite=None)
+    kept = jax.tree.map(lambda n, o: jnp.where(bad, o, n), strip(new), strip(old))
+    new = kept.replace(step=new.step, key=new.key)
+  return new.replace(nonfinite=nonfinite)
 
 
 def train_step(spec: GANSpec, state: GANState, batch: jax.Array):
   """One GAN iteration. batch: real examples [B, *data_shape], float32."""
   real = batch
+  old_state = state
   key = jax.random.fold_in(state.key, state.step)
   k_d, k_g = jax.random.split(key)
   noise = lambda k: jax.random.normal(k, (real.shape[0], spec.latent_dim), jnp.float32)
 
   d_grad_fn = jax.grad(lambda p, s, z, k: _d_loss(spec, state, p, s, real, z, k), has_aux=True)
   d_params, d_state, d_opt_state = state.d_params, state.d_state, state.d_opt_state
+  bad = dict(d_loss=False, penalty=False, d_grads=False)
   for i in range(spec.d_steps):
     k_z, k_pen = jax.random.split(jax.random.fold_in(k_d, i))
     grads, aux = d_grad_fn(d_params, d_state, noise(k_z), k_pen)
+    d_grad_norm = optax.global_norm(grads)
+    bad = dict(d_loss=bad["d_loss"] | ~jnp.isfinite(aux["d_loss"]),
+               penalty=bad["penalty"] | ~jnp.isfinite(aux["penalty"]),
+               d_grads=bad["d_grads"] | ~jnp.isfinite(d_grad_norm))
     updates, d_opt_state = spec.d_tx.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
     d_state = aux.pop("d_state")
   state = state.replace(d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
 
-  (g_loss, g_state), g_grads = jax.value_and_grad(
+  (g_loss, (g_state, fake)), g_grads = jax.value_and_grad(
       lambda p: _g_loss(spec, state, p, real, noise(k_g)), has_aux=True)(state.g_params)
   updates, g_opt_state = spec.g_tx.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
@@ -90,7 +144,16 @@ def train_step(spec: GANSpec, state: GANState, batch: jax.Array):
 
   new_state = state.replace(step=state.step + 1, g_params=g_params, g_state=g_state,
                             g_opt_state=g_opt_state, ema_params=ema_params)
-  metrics = dict(aux, g_loss=g_loss)
+
+  g_grad_norm = optax.global_norm(g_grads)
+  bad.update(g_loss=~jnp.isfinite(g_loss), g_grads=~jnp.isfinite(g_grad_norm),
+             d_params=~all_finite((d_params, d_state)),
+             g_params=~all_finite((g_params, g_state, ema_params)))
+  what = sum(jnp.asarray(bad[name], jnp.int32) << i for i, name in enumerate(NONFINITE))
+  new_state = _guard_nonfinite(spec, old_state, new_state, what)
+  metrics = dict(aux, g_loss=g_loss, d_grad_norm=d_grad_norm, g_grad_norm=g_grad_norm,
+                 fake_pdist=mean_pairwise_distance(fake), real_pdist=mean_pairwise_distance(real),
+                 nonfinite=what)
   return new_state, metrics
 
 
