@@ -60,10 +60,11 @@ class Checkpoints:
     """Starts an asynchronous save of `state` as `step` (no-op if that step exists)."""
     if step in self.manager.all_steps():
       return
+    self.wait()  # Orbax waits for the previous write anyway; this attributes its errors
     try:
       self.manager.save(step, args=ocp.args.StandardSave(state))
-    except Exception as e:  # an error of the previous async write also surfaces here
-      self._fail(self._pending or step, e)
+    except Exception as e:
+      self._fail(step, e)
     self._pending = step
 
   def restore(self, template, step: Optional[int] = None):
