@@ -22,8 +22,9 @@ result; bad input is refused with a clear message. The fault list, and the test 
   a workdir holding a run of another config              test_workdir_of_another_config...
       refused naming the differing keys, unless --force; steps/log/sample/checkpoint cadence
       may change (config.RESUMABLE_KEYS): a larger steps continues the run
-  a full disk on save (OSError ENOSPC)                   test_full_disk_on_save...
-      clear error, exit 1, the committed checkpoints intact
+  a full disk on save (OSError ENOSPC), when the save    test_full_disk_...
+      starts or in the async commit: clear error naming the step, exit 1, the committed
+      checkpoints intact
   a batch of the wrong shape or dtype                    test_bad_batch_is_refused...
   Covered elsewhere: unknown and ill-typed config keys and values (test_cli.py), images of the
   wrong shape, dtype or value range and a batch larger than the data (test_data.py), a data
@@ -143,7 +144,7 @@ def test_kill_9_at_random_moments_resumes_bit_identical(tmp_path, env, reference
   rng = random.Random(6)
   wd, ck = tmp_path / "run", tmp_path / "run" / "checkpoints"
   args = (f"steps={RUN_STEPS}", "checkpoint_every=1")
-  kills, mid_write, outputs = 0, False, []
+  kills, mid_write, outputs, latest = 0, False, [], []
   while kills < 4 or (not mid_write and kills < 10):
     before = max(steps_in(ck), default=0)
     p = start(wd, env, *args)
@@ -159,12 +160,13 @@ def test_kill_9_at_random_moments_resumes_bit_identical(tmp_path, env, reference
     mid_write = kills > 4 and bool(unfinished_in(ck))
     print(f"kill {kills}: committed {steps_in(ck)}, unfinished {unfinished_in(ck)}")
     assert steps_in(ck) and max(steps_in(ck)) < RUN_STEPS
-  for out in outputs[1:]:
-    assert "resumed" in out, out[-2000:]
+    latest.append(max(steps_in(ck)))
   p = start(wd, env, *args)
-  out = p.communicate(timeout=300)[0]
-  assert p.returncode == 0, out
-  assert "ignoring an unfinished checkpoint write" in out and "resumed" in out
+  outputs.append(p.communicate(timeout=300)[0])
+  assert p.returncode == 0, outputs[-1]
+  for out, step in zip(outputs[1:], latest):   # each restart: the latest committed step
+    assert f"resumed {wd} from step {step}\n" in out, out[-2000:]
+  assert "ignoring an unfinished checkpoint write" in outputs[-1]
   assert not unfinished_in(ck)
   assert_same_result(wd, reference, tmp_path)
 
@@ -384,6 +386,29 @@ def test_full_disk_on_save_is_a_clear_error_and_keeps_checkpoints(tmp_path, monk
   monkeypatch.undo()
   assert steps_in(wd / "checkpoints") == [10]
   assert int(load_run(wd)[2].step) == 10
+
+
+def test_full_disk_during_the_async_write_surfaces_with_its_step(tmp_path, monkeypatch):
+  """ENOSPC in Orbax's background commit (its final rename) is raised, by the next wait or
+  save, as a CheckpointError naming that step; the committed step stays restorable."""
+  from orbax.checkpoint._src.path import async_path
+  spec = _small_spec()
+  state = create_state(spec, jax.random.key(0), (6,))
+  ckpt = Checkpoints(tmp_path / "ckpt")
+  ckpt.save(1, state)
+  ckpt.wait()
+
+  async def rename(src, dst):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+  monkeypatch.setattr(async_path, "rename", rename)
+  ckpt.save(2, state)                       # returns at once; the write fails in the background
+  with pytest.raises(CheckpointError, match=r"checkpoint step 2 .*No space left on device.*"
+                                            r"steps \[1\]\) are intact"):
+    ckpt.save(3, state)
+  monkeypatch.undo()
+  assert ckpt.all_steps() == [1]
+  assert_trees_equal(ckpt.restore(state, 1), state)
+  ckpt.close()
 
 
 def test_bad_batch_is_refused_before_training(tmp_path):
