@@ -28,7 +28,8 @@ result; bad input is refused with a clear message. The fault list, and the test 
   a batch of the wrong shape or dtype                    test_bad_batch_is_refused...
   Covered elsewhere: unknown and ill-typed config keys and values (test_cli.py), images of the
   wrong shape, dtype or value range and a batch larger than the data (test_data.py), a data
-  set that is missing (test_cli.py::test_missing_data_set_is_a_clear_error).
+  set that is missing (test_cli.py::test_missing_data_set_is_a_clear_error), a batch size that
+  does not divide by the device count (jaxgan/parallel.py, test_parallel.py, issue 3).
 """
 import dataclasses
 import errno
