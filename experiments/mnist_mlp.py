@@ -18,6 +18,8 @@ def get_config():
   c.log_every = 200
   c.sample_every = 1000
   c.num_sample_images = 64
+  c.eval_every = 0                       # >0: `jaxgan eval` metrics every K steps -> eval/
+  c.eval_num = 0                         # samples per eval; 0: the data's default (5,000)
 
   c.data = ml_collections.ConfigDict(dict(
       name="mnist5k", image_size=0, split="train", data_dir="", image_key="image"))

@@ -3,6 +3,7 @@
   jaxgan train  [--config FILE] [--workdir DIR] [--force] [--config.KEY=VALUE ...]
   jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
+  jaxgan eval   --workdir DIR [--num N] [--seed S]
 """
 import argparse
 import sys
@@ -37,6 +38,12 @@ def _parser():
   w.add_argument("--workdir", default=None, help="sweep directory (default runs/<config>_sweep)")
   w.add_argument("--summarize", action="store_true", help="only (re)write DIR/summary.json")
   w.add_argument("--no-progress", action="store_true", help="no progress bar")
+  e = sub.add_parser("eval", help="metrics of a run's latest checkpoint -> DIR/eval/step_N.json")
+  e.add_argument("--workdir", required=True)
+  e.add_argument("--num", type=int, default=None,
+                 help="samples (default 5,000 for images, 2,500 for grid25/ring8, "
+                      "26,000 for stacked_mnist)")
+  e.add_argument("--seed", type=int, default=0, help="noise seed of the samples")
   return p
 
 
@@ -87,6 +94,12 @@ def main(argv=None) -> int:
       print(f"[jaxgan] wrote {x.shape[0]} samples of shape {x.shape[1:]} to {args.out}")
     elif args.command == "sweep":
       _sweep(args, overrides)
+    elif args.command == "eval":
+      if overrides:
+        raise config_lib.ConfigError("eval takes no --config.* overrides")
+      import json
+      from jaxgan.eval import evaluate_run
+      print(json.dumps(evaluate_run(args.workdir, args.num, args.seed), sort_keys=True))
   except (config_lib.ConfigError, DataError, FileNotFoundError) as e:
     print(f"jaxgan: error: {e}", file=sys.stderr)
     return 2

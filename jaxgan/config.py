@@ -150,5 +150,9 @@ def validate(config) -> None:
       raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
   for key in ("steps", "batch_size", "checkpoint_every", "log_every", "sample_every"):
     positive(key)
+  for key in ("eval_every", "eval_num"):
+    if config.get(key, 0) < 0:
+      raise ConfigError(f"config.{key} must be >= 0 (0: no eval / the data's default), "
+                        f"got {config[key]}")
   if config.penalty.name != "none" and config.penalty.weight < 0:
     raise ConfigError(f"config.penalty.weight must be >= 0, got {config.penalty.weight}")

@@ -141,12 +141,16 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def data_meta(source: data_lib.Source) -> dict:
+  """What data.json records of the data: name, example shape, value range."""
+  return {"name": source.name, "shape": list(source.shape), "value_range": source.value_range}
+
+
 def write_run_files(workdir: Path, config, source: data_lib.Source) -> None:
   """config.json and data.json: what `load_run` needs to rebuild the run."""
   workdir.mkdir(parents=True, exist_ok=True)
   _write_atomic(workdir / "config.json", config_lib.config_to_json(config))
-  _write_atomic(workdir / "data.json", json.dumps(
-      {"name": source.name, "shape": list(source.shape), "value_range": source.value_range}))
+  _write_atomic(workdir / "data.json", json.dumps(data_meta(source)))
 
 
 def train(config, workdir, *, source: Optional[data_lib.Source] = None,
@@ -221,6 +225,16 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
     ckpt.save(step, state)
     last_good = step
 
+  eval_every, evaluator = config.get("eval_every", 0), None
+
+  def run_eval(step):  # host side, between steps; the Evaluator is built at the first call
+    nonlocal evaluator
+    from jaxgan import eval as eval_lib
+    evaluator = evaluator or eval_lib.Evaluator(config, spec, data_meta(source),
+                                                config.get("eval_num", 0), source=source)
+    path = eval_lib.write(workdir, step, evaluator(state))
+    _log(f"eval at step {step}: {path}")
+
   bar = None
   if progress:
     from tqdm import tqdm
@@ -248,6 +262,8 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
         write_samples(done)
       if done % config.checkpoint_every == 0 or done == config.steps:
         save(done)
+      if eval_every and done % eval_every == 0:
+        run_eval(done)
       if bar is not None:
         bar.update(1)
       if preemption.requested:
@@ -284,15 +300,20 @@ def config_from_workdir(workdir):
   return config_lib.config_from_json((Path(workdir) / "config.json").read_text())
 
 
+def draw_samples(gen, state, latent_dim: int, num: int, seed: int, value_range) -> np.ndarray:
+  """`num` samples gen(state, z) for the fixed noise of `seed`, 1,000 at a time, as float32
+  clipped to the data's value range (None: unbounded)."""
+  z = sample_noise(seed, num, latent_dim)
+  x = np.concatenate([np.asarray(gen(state, z[i:i + 1000])) for i in range(0, num, 1000)])
+  x = x.astype(np.float32)
+  return np.clip(x, *value_range) if value_range is not None else x
+
+
 def sample(workdir, num: int, seed: int, out) -> np.ndarray:
   """Writes `num` samples of the run's latest checkpoint to `out` (.npy or .png)."""
   config, spec, state, meta = load_run(workdir)
   gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
-  z = sample_noise(seed, num, spec.latent_dim)
-  x = np.concatenate([np.asarray(gen(state, z[i:i + 1000])) for i in range(0, num, 1000)])
-  x = x.astype(np.float32)
-  if meta["value_range"] is not None:
-    x = np.clip(x, *meta["value_range"])
+  x = draw_samples(gen, state, spec.latent_dim, num, seed, meta["value_range"])
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   if out.suffix == ".npy":

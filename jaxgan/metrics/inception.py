@@ -203,7 +203,7 @@ def torch_name(path: Sequence[str]) -> str:
 
 def _to_flax_layout(leaf: str, w: np.ndarray) -> np.ndarray:
   if leaf == "kernel" and w.ndim == 4:
-    return w.transpose(2, 3, 1, 0)                                   # [O, I, kh, kw] -> [kh, kw, I, O]
+    return w.transpose(2, 3, 1, 0)                                   # [O, I, kh, kw] -> HWIO
   if leaf == "kernel" and w.ndim == 2:
     return w.T                                                       # [O, I] -> [I, O]
   return w

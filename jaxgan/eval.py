@@ -1,0 +1,124 @@
+"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N]`, and every `eval_every` steps of
+`jaxgan train`.
+
+What is measured depends on the run's data:
+
+  grid25, ring8        modes covered, % high-quality samples, reverse KL (metrics/modes.py)
+                       on 2,500 samples
+  stacked_mnist        modes covered (of 1,000) and KL to uniform, each channel classified by
+                       the shipped MNIST classifier, on 26,000 samples
+  1-channel images     against the run's real images (the 5,000 embedded digits for mnist5k),
+  (MNIST-like)         on 5,000 samples, in the shipped MNIST classifier's 128-d features
+                       (resized to 28x28): fid ('MNIST-5k FID, classifier features'), kid,
+                       kid_std, precision, recall, density, coverage (k=3), inception_score
+                       (its 10-class logits, 10 splits), classes_covered and class_kl
+
+Samples come from the EMA generator when the run has one, for the fixed noise of `seed`.
+`Evaluator` does the per-run work once (classifier, real features, the jitted generator), so
+calling it on each new state during training costs only the samples and their metrics.
+"""
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import jax
+import numpy as np
+import threadpoolctl
+
+from jaxgan import data as data_lib
+from jaxgan.config import ConfigError
+from jaxgan.metrics import modes, scores
+from jaxgan.state import GANSpec, GANState, generate
+from jaxgan.train import draw_samples, load_run
+
+NUM_IMAGE_SAMPLES = 5000
+K = 3  # k-NN of precision/recall and density/coverage
+NUM_SAMPLES = {"grid25": modes.NUM_MIXTURE_SAMPLES, "ring8": modes.NUM_MIXTURE_SAMPLES,
+               "stacked_mnist": modes.NUM_STACKED_SAMPLES}
+
+
+def _one_blas_thread():
+  """NumPy's BLAS on one thread for the host metrics: beside XLA's thread pool, multi-threaded
+  OpenBLAS on the KID's many small matmuls thrashed (35x slower measured on 2 cores), and the
+  large ones lose little."""
+  return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+
+def _real_images(config, source: data_lib.Source, num: int) -> np.ndarray:
+  """The run's real images: the whole in-memory set, else `num` of the source's batches."""
+  if source.examples is not None:
+    return source.examples
+  steps = math.ceil(num / source.batch_size)
+  return np.concatenate([np.asarray(source.batch(i)) for i in range(steps)])[:num]
+
+
+class Evaluator:
+  """`evaluator(state) -> {metric: float}` for the run described by (config, spec, meta)."""
+
+  def __init__(self, config, spec: GANSpec, meta: dict, num: Optional[int] = None,
+               seed: int = 0, source: Optional[data_lib.Source] = None):
+    self.name, self.shape = meta["name"], tuple(meta["shape"])
+    self.value_range = meta["value_range"]
+    self.seed = seed
+    self._gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
+    self._latent_dim = spec.latent_dim
+    if self.name in ("grid25", "ring8"):
+      self.kind = "mixture"
+    elif self.name == "stacked_mnist":
+      self.kind = "stacked_mnist"
+    elif len(self.shape) == 3 and self.shape[-1] == 1:
+      self.kind = "images"
+    else:
+      raise data_lib.DataError(
+          f"no metrics for data {self.name!r} of shape {self.shape}: eval supports "
+          f"grid25, ring8, stacked_mnist and 1-channel (MNIST-like) images")
+    self.num = int(num or NUM_SAMPLES.get(self.name, NUM_IMAGE_SAMPLES))
+    if self.num < 2:
+      raise ConfigError(f"--num must be >= 2, got {self.num}")
+    if self.kind != "mixture":
+      from jaxgan.metrics.classifier import load_mnist_classifier
+      self.classifier = load_mnist_classifier()
+    if self.kind == "images":
+      source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
+      self.real_features = self.classifier.features(_real_images(config, source, self.num))
+      with _one_blas_thread():
+        self.real_radii = scores.knn_radii(self.real_features, K)
+
+  def samples(self, state: GANState) -> np.ndarray:
+    return draw_samples(self._gen, state, self._latent_dim, self.num, self.seed, self.value_range)
+
+  def __call__(self, state: GANState) -> dict:
+    x = self.samples(state)
+    if not np.all(np.isfinite(x)):
+      return dict(num_samples=self.num, non_finite_samples=int(np.sum(~np.isfinite(x))))
+    if self.kind == "mixture":
+      return modes.mixture_metrics(x, self.name)
+    if self.kind == "stacked_mnist":
+      return modes.stacked_mnist_metrics(x, self.classifier.predict)
+    feats, logits = self.classifier.features_and_logits(x)
+    with _one_blas_thread():
+      out = scores.all_scores(self.real_features, feats, logits, K,
+                              kid_subset_size=min(1000, self.num), real_radii=self.real_radii)
+    out.update(scores.class_coverage(np.argmax(logits, 1), logits.shape[1]))
+    return dict(out, num_samples=self.num, num_real=int(self.real_features.shape[0]),
+                features="mnist_classifier")
+
+
+def write(workdir, step: int, metrics: dict) -> Path:
+  """Writes `workdir/eval/step_XXXXXX.json`; returns its path."""
+  path = Path(workdir) / "eval" / f"step_{step:06d}.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(dict(metrics, step=step), indent=2, sort_keys=True) + "\n")
+  return path
+
+
+def evaluate_run(workdir, num: Optional[int] = None, seed: int = 0) -> dict:
+  """Metrics of the latest checkpoint of the run in `workdir`, also written to
+  `workdir/eval/step_XXXXXX.json`."""
+  config, spec, state, meta = load_run(workdir)
+  step = int(state.step)
+  metrics = dict(Evaluator(config, spec, meta, num, seed)(state), step=step)
+  write(workdir, step, metrics)
+  return metrics

@@ -1,0 +1,72 @@
+"""`jaxgan eval` and the train loop's eval_every hook, on tiny trained runs."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from jaxgan import config as config_lib
+from jaxgan.cli import main
+from jaxgan.data import load_embedded_images
+from jaxgan.metrics import classifier, scores
+from jaxgan.train import sample, train
+
+IMAGE_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
+              "inception_score", "inception_score_std", "classes_covered", "class_kl",
+              "num_samples", "num_real", "step"}
+
+
+def _run_json(capsys, argv):
+  assert main(argv) == 0
+  return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_eval_cli_on_tiny_mnist_run(tmp_path, capsys, mlp_config):
+  mlp_config.eval_every, mlp_config.eval_num = 10, 200            # the train loop's hook
+  wd = tmp_path / "run"
+  train(mlp_config, wd, progress=False)
+  assert sorted(p.name for p in (wd / "eval").iterdir()) == ["step_000010.json",
+                                                             "step_000020.json"]
+  hooked = json.loads((wd / "eval" / "step_000020.json").read_text())
+  assert IMAGE_KEYS <= set(hooked) and hooked["num_samples"] == 200
+
+  out = _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "300", "--seed", "3"])
+  assert IMAGE_KEYS <= set(out)
+  assert all(isinstance(v, (int, float)) and math.isfinite(v)
+             for k, v in out.items() if k != "features")
+  assert out["step"] == 20 and out["num_samples"] == 300 and out["num_real"] == 5000
+  assert 0 <= out["precision"] <= 1 and 0 <= out["recall"] <= 1 and 1 <= out["inception_score"]
+  assert json.loads((wd / "eval" / "step_000020.json").read_text()) == out
+
+  # Reference: the same numbers from `jaxgan sample`'s output and the metric functions.
+  x = sample(wd, 300, 3, tmp_path / "s.npy")
+  clf = classifier.load_mnist_classifier()
+  real = clf.features(load_embedded_images("mnist5k"))
+  fake, logits = clf.features_and_logits(x)
+  np.testing.assert_allclose(out["fid"], scores.fid_from_features(real, fake), rtol=1e-6)
+  np.testing.assert_allclose([out["precision"], out["recall"]],
+                             scores.precision_recall(real, fake), rtol=1e-6)
+  np.testing.assert_allclose(out["inception_score"], scores.inception_score(logits)[0], rtol=1e-6)
+  assert out["classes_covered"] == len(np.unique(np.argmax(logits, 1)))
+
+
+def test_eval_cli_on_tiny_mixture_run(tmp_path, capsys, mlp_config):
+  c = config_lib.apply_overrides(mlp_config, ["data.name=ring8", "model.out_activation=none",
+                                              "checkpoint_every=20"])
+  wd = tmp_path / "ring"
+  train(c, wd, progress=False)
+  out = _run_json(capsys, ["eval", "--workdir", str(wd)])
+  assert {"modes", "num_modes", "hq_percent", "kl", "num_samples", "step"} <= set(out)
+  assert out["num_samples"] == 2500 and out["num_modes"] == 8 and out["step"] == 20
+  assert 0 <= out["modes"] <= 8 and 0 <= out["hq_percent"] <= 100
+  assert (wd / "eval" / "step_000020.json").exists()
+
+
+def test_eval_errors_are_clear(tmp_path, capsys):
+  assert main(["eval", "--workdir", str(tmp_path)]) == 2
+  assert "holds no jaxgan run" in capsys.readouterr().err
+  for override, match in [("eval_every=-1", "eval_every must be >= 0"),
+                          ("eval_num=-5", "eval_num must be >= 0")]:
+    assert main(["train", "--workdir", str(tmp_path / "x"), f"--config.{override}"]) == 2
+    assert match in capsys.readouterr().err
