@@ -9,6 +9,7 @@ from jaxgan import losses, metrics, models, penalties
 from jaxgan.checkpoint import CheckpointError, Checkpoints
 from jaxgan.config import ConfigError, apply_overrides, load_config_file
 from jaxgan.data import DataError, Source, array_source, make_source
+from jaxgan.eval import Evaluator, evaluate_run
 from jaxgan.losses import LOSSES, GANLoss, get_loss
 from jaxgan.penalties import PENALTIES, get_penalty, r1, r2, wgan_gp
 from jaxgan.state import GANSpec, GANState, create_state, generate, spec_from_config
