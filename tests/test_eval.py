@@ -70,3 +70,16 @@ def test_eval_errors_are_clear(tmp_path, capsys):
                           ("eval_num=-5", "eval_num must be >= 0")]:
     assert main(["train", "--workdir", str(tmp_path / "x"), f"--config.{override}"]) == 2
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_cli_on_tiny_stacked_mnist_run(tmp_path, capsys, mlp_config):
+  from jaxgan.metrics import modes
+  c = config_lib.apply_overrides(mlp_config, ["data.name=stacked_mnist", "checkpoint_every=20"])
+  wd = tmp_path / "stacked"
+  train(c, wd, progress=False)
+  out = _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "400"])
+  x = sample(wd, 400, 0, tmp_path / "s.npy")                       # the same samples
+  want = modes.stacked_mnist_metrics(x, classifier.load_mnist_classifier().predict)
+  assert out == dict(want, step=20)
+  assert out["num_modes"] == 1000 and 1 <= out["modes"] <= 400
