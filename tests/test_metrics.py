@@ -298,3 +298,63 @@ def test_fid_inception_shapes_and_determinism():
   f3 = ext.features(np.repeat(gray, 3, axis=-1))
   np.testing.assert_allclose(f3[:2], f, rtol=1e-4, atol=1e-5)
   assert f3.shape == (3, 2048)
+
+
+def test_inception_blocks_match_pytorch():
+  """Mixed_5b (FIDInceptionA: avg pool without padded cells) and Mixed_7c (FIDInceptionE_2:
+  max pool) against the same blocks written with PyTorch ops and the converted weights.
+  Checks the weight layout, padding, pooling and concatenation order. Needs torch (the
+  `bench` extra); skipped without it."""
+  torch = pytest.importorskip("torch")
+  import flax
+  import jax.numpy as jnp
+  F = torch.nn.functional
+  from jaxgan.metrics import inception
+
+  rng = np.random.default_rng(0)
+
+  def state_of(block, x_shape):
+    """Random variables of `block` (positive BatchNorm scales and variances), in both layouts."""
+    shapes = flax.traverse_util.flatten_dict(flax.core.unfreeze(
+        jax.eval_shape(block.init, jax.random.key(0), jnp.zeros(x_shape))))
+    flat = {}
+    for k, v in shapes.items():
+      w = rng.normal(0.0, 0.2, v.shape).astype(np.float32)
+      flat[k] = np.abs(w) + 0.5 if k[-1] in ("scale", "var") else w
+    variables = flax.traverse_util.unflatten_dict(flat)
+    return variables, _torch_state_dict(variables)
+
+  def conv(sd, name, x, stride=1, padding=0):
+    t = lambda k: torch.tensor(sd[f"{name}.{k}"])
+    x = F.conv2d(x, t("conv.weight"), stride=stride, padding=padding)
+    x = F.batch_norm(x, t("bn.running_mean"), t("bn.running_var"), t("bn.weight"),
+                     t("bn.bias"), eps=1e-3)
+    return F.relu(x)
+
+  def block_a(sd, x):
+    b1 = conv(sd, "branch1x1", x)
+    b5 = conv(sd, "branch5x5_2", conv(sd, "branch5x5_1", x), padding=2)
+    b3 = conv(sd, "branch3x3dbl_1", x)
+    b3 = conv(sd, "branch3x3dbl_3", conv(sd, "branch3x3dbl_2", b3, padding=1), padding=1)
+    bp = conv(sd, "branch_pool", F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
+    return torch.cat([b1, b5, b3, bp], 1)
+
+  def block_e_max(sd, x):
+    b1 = conv(sd, "branch1x1", x)
+    b3 = conv(sd, "branch3x3_1", x)
+    b3 = torch.cat([conv(sd, "branch3x3_2a", b3, padding=(0, 1)),
+                    conv(sd, "branch3x3_2b", b3, padding=(1, 0))], 1)
+    bd = conv(sd, "branch3x3dbl_2", conv(sd, "branch3x3dbl_1", x), padding=1)
+    bd = torch.cat([conv(sd, "branch3x3dbl_3a", bd, padding=(0, 1)),
+                    conv(sd, "branch3x3dbl_3b", bd, padding=(1, 0))], 1)
+    bp = conv(sd, "branch_pool", F.max_pool2d(x, 3, 1, 1))
+    return torch.cat([b1, b3, bd, bp], 1)
+
+  for block, reference, shape in [(inception.InceptionA(32), block_a, (2, 5, 5, 192)),
+                                  (inception.InceptionE(max_pool=True), block_e_max, (1, 4, 3, 64))]:
+    variables, sd = state_of(block, shape)
+    x = rng.normal(size=shape).astype(np.float32)
+    got = np.asarray(block.apply(variables, jnp.asarray(x)))
+    want = reference(sd, torch.tensor(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
