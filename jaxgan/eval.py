@@ -46,7 +46,7 @@ def _one_blas_thread():
   return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
-def _real_images(config, source: data_lib.Source, num: int) -> np.ndarray:
+def _real_images(source: data_lib.Source, num: int) -> np.ndarray:
   """The run's real images: the whole in-memory set, else `num` of the source's batches."""
   if source.examples is not None:
     return source.examples
@@ -82,7 +82,7 @@ class Evaluator:
       self.classifier = load_mnist_classifier()
     if self.kind == "images":
       source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
-      self.real_features = self.classifier.features(_real_images(config, source, self.num))
+      self.real_features = self.classifier.features(_real_images(source, self.num))
       with _one_blas_thread():
         self.real_radii = scores.knn_radii(self.real_features, K)
 
