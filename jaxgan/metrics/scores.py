@@ -172,12 +172,14 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
   return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
 
 
-def inception_score(logits, num_splits: int = 10) -> tuple[float, float]:
+def inception_score(logits, num_splits: int = 10, seed: int = 0) -> tuple[float, float]:
   """exp(E_x KL(p(y|x) || p(y))) from classifier logits [N, C]; (mean, std) over splits
-  (10 as in Salimans et al.)."""
+  (10 as in Salimans et al.). Rows are split after a seeded shuffle, so that a set sorted by
+  class (e.g. real data) is not scored split by split as one class each."""
   logits = _as_features(logits, "logits")
   if num_splits < 1 or logits.shape[0] < num_splits:
     raise ValueError(f"num_splits must be in [1, N={logits.shape[0]}], got {num_splits}")
+  logits = logits[np.random.default_rng(seed).permutation(logits.shape[0])]
   scores = []
   for part in np.array_split(_log_softmax(logits), num_splits):
     p = np.exp(part)                                                 # p(y|x) [n, C]
