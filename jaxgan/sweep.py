@@ -224,7 +224,7 @@ def member_metrics(member_dir, generator: Callable, classify: Optional[Callable]
   config, spec, state, meta = load_run(member_dir)
   name = meta["name"]
   out["checkpoint_step"] = int(state.step)
-  if name not in NUM_MODE_SAMPLES or (name == "stacked_mnist" and classify is None):
+  if name not in NUM_MODE_SAMPLES:
     return out
   num = NUM_MODE_SAMPLES[name]
   z = sample_noise(EVAL_NOISE_SEED, num, spec.latent_dim)
@@ -238,10 +238,16 @@ def member_metrics(member_dir, generator: Callable, classify: Optional[Callable]
 
 
 def summarize(workdir, classify: Optional[Callable] = None) -> dict:
-  """Per-member metrics and their mean/std over the members -> `workdir/summary.json`."""
+  """Per-member metrics and their mean/std over the members -> `workdir/summary.json`.
+
+  `classify` (digit images [M, H, W, 1] -> labels [M]) counts Stacked MNIST modes; by default
+  the shipped MNIST classifier (`jaxgan.metrics.load_mnist_classifier`)."""
   workdir = Path(workdir)
   info = json.loads((workdir / "sweep.json").read_text())
   use_ema = info["config"]["ema_decay"] > 0
+  if classify is None and info["config"]["data"]["name"] == "stacked_mnist":
+    from jaxgan.metrics.classifier import load_mnist_classifier
+    classify = load_mnist_classifier().predict                      # per channel
   jitted = {}
   def generator(spec, state, z):
     # the members differ only in traced hyper-parameters, never in G: compile once for all

@@ -114,3 +114,20 @@ def test_cli_summarize_and_errors(seed_sweep, capsys):
                "--values", "8,16"]) == 2
   assert "sweepable keys" in capsys.readouterr().err
   assert main(["sweep", "--summarize", "--workdir", str(workdir / "nothing")]) == 2
+
+
+def test_stacked_mnist_sweep_counts_modes_with_the_classifier(tmp_path):
+  """A Stacked MNIST member is scored on 26,000 samples, each channel through `classify`."""
+  c = config_lib.apply_overrides(config_lib.load_config_file("experiments/mnist_mlp.py"), [
+      "data.name=stacked_mnist", "steps=2", "batch_size=8", "log_every=1", "sample_every=2",
+      "checkpoint_every=2", "num_sample_images=4", "model.latent_dim=4",
+      "model.g_hidden=(8,)", "model.d_hidden=(8,)"])
+  seen = []
+  def classify(digits):                          # [M, 28, 28, 1] -> brightness decile
+    seen.append(digits.shape)
+    return np.clip(((digits.mean(axis=(1, 2, 3)) + 1) * 5).astype(int), 0, 9)
+  summary = sweep(c, tmp_path, seeds=1, progress=False, classify=classify)
+  member = summary["members"]["seed0"]
+  assert sum(s[0] for s in seen) == 3 * 26000 and seen[0][1:] == (28, 28, 1)
+  assert member["num_samples"] == 26000 and member["num_modes"] == 1000
+  assert 1 <= member["modes"] <= 1000 and member["kl"] >= 0
