@@ -11,9 +11,9 @@ from jaxgan.config import load_config_file
 
 def get_config():
   c = load_config_file("experiments/mnist_mlp.py")
-  c.steps = 5000
+  c.steps = 10000
   c.batch_size = 256
-  c.checkpoint_every = 1000
+  c.checkpoint_every = 2000
   c.log_every = 250
   c.sample_every = 1000
   c.num_sample_images = 1000
