@@ -5,7 +5,7 @@
     step = jax.jit(functools.partial(jaxgan.train_step, spec), donate_argnums=0)
     state, metrics = step(state, batch)
 """
-from jaxgan import losses, metrics, models, penalties
+from jaxgan import losses, metrics, models, parallel, penalties
 from jaxgan.checkpoint import CheckpointError, Checkpoints
 from jaxgan.config import ConfigError, apply_overrides, load_config_file
 from jaxgan.data import DataError, Source, array_source, make_source

@@ -1,6 +1,7 @@
 """`jaxgan` command line.
 
   jaxgan train  [--config FILE] [--workdir DIR] [--force] [--config.KEY=VALUE ...]
+                [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
   jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
   jaxgan eval   --workdir DIR [--num N] [--seed S]
@@ -22,6 +23,14 @@ def _parser():
   t.add_argument("--no-progress", action="store_true", help="no progress bar")
   t.add_argument("--force", action="store_true",
                  help="continue the run in --workdir even though its config differs")
+  d = t.add_argument_group("multi-host (jax.distributed); run the same command on every host")
+  d.add_argument("--coordinator", default=None,
+                 help="HOST:PORT of process 0 (default $JAX_COORDINATOR_ADDRESS)")
+  d.add_argument("--num-processes", type=int, default=None, help="number of processes")
+  d.add_argument("--process-id", type=int, default=None, help="this process's index, 0..N-1")
+  d.add_argument("--distributed", action="store_true",
+                 help="jax.distributed.initialize() with the cluster found by JAX (TPU pod, "
+                      "Slurm, Open MPI); automatic on a Cloud TPU VM")
   s = sub.add_parser("sample", help="write samples from a run's latest checkpoint")
   s.add_argument("--workdir", required=True)
   s.add_argument("--num", type=int, default=64)
@@ -76,7 +85,10 @@ def main(argv=None) -> int:
   from jaxgan.data import DataError
   try:
     if args.command == "train":
+      from jaxgan import parallel
       from jaxgan.train import train
+      parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                      auto=args.distributed)
       config = config_lib.apply_overrides(config_lib.load_config_file(args.config), overrides)
       name = config_lib.resolve_config_path(args.config).stem
       workdir = Path(args.workdir or f"runs/{name}")

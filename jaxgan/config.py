@@ -20,7 +20,7 @@ REQUIRED_KEYS = ("steps", "batch_size", "seed", "checkpoint_every")
 # how often it writes, never the numbers it computes (a larger `steps` continues a run). Any
 # other difference is refused unless `jaxgan train --force`.
 RESUMABLE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "num_sample_images",
-                  "data.data_dir")
+                  "data.data_dir", "steps_per_call")
 
 
 class ConfigError(ValueError):
@@ -156,3 +156,10 @@ def validate(config) -> None:
                         f"got {config[key]}")
   if config.penalty.name != "none" and config.penalty.weight < 0:
     raise ConfigError(f"config.penalty.weight must be >= 0, got {config.penalty.weight}")
+  k = config.get("steps_per_call", 1)
+  if k < 1:
+    raise ConfigError(f"config.steps_per_call must be >= 1, got {k}")
+  for key in ("steps", "log_every", "sample_every", "checkpoint_every", "eval_every"):
+    if config.get(key, 0) % k:
+      raise ConfigError(f"config.{key} ({config[key]}) must be a multiple of steps_per_call {k} "
+                        "(the host loop runs steps_per_call steps per compiled call)")

@@ -10,6 +10,11 @@
 
 Image sources yield float32 in [-1, 1]; embedded arrays live on the device and batches are
 gathered there; mixtures are sampled on the device from fold_in(key, step).
+
+With several processes (multi-host), process p of P builds only rows [p * B/P, (p+1) * B/P)
+of each global batch: the indices are still a pure function of (seed, step) for the whole
+batch, so the data a run sees does not depend on how many processes read it (index sharding;
+for TFDS only this process's examples are read).
 """
 import dataclasses
 import functools
@@ -59,30 +64,45 @@ def resize_images(x: np.ndarray, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- sources
 @dataclasses.dataclass
 class Source:
-  """A data source: `batch(step)` returns the global batch [B, *shape] on the device."""
+  """A data source: `batch(step)` returns this process's rows of the global batch for `step`
+  on the device: [B, *shape] with one process, [B / process_count, *shape] with several."""
   name: str
   shape: tuple
   value_range: Optional[tuple]          # (lo, hi) of the data, or None when unbounded
-  batch_size: int
+  batch_size: int                       # the global batch size B
   batch: Callable[[int], jax.Array]
   num_examples: Optional[int] = None    # None: sampled fresh (infinite)
   examples: Optional[np.ndarray] = None  # the whole set, for in-memory sources
   # on-device sources: the pure, traceable batch function (key, step) -> [B, *shape] with
   # batch(step) == keyed_batch(jax.random.key(seed), step); lets a sweep vmap over seeds
   keyed_batch: Optional[Callable[[jax.Array, jax.Array], jax.Array]] = None
+  process_index: int = 0
+  process_count: int = 1
 
 
-def _gather(data, key, step, batch_size):
-  """Epoch-wise shuffle without replacement, on device; a pure function of (key, step)."""
+def _process_rows(batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:
+  """(first row, number of rows) of the global batch that this process builds."""
+  if batch_size % process_count or not 0 <= process_index < process_count:
+    raise DataError(f"batch_size {batch_size} must divide by the {process_count} processes "
+                    f"(process index {process_index})")
+  rows = batch_size // process_count
+  return process_index * rows, rows
+
+
+def _gather(data, key, step, batch_size, row0=0, rows=None):
+  """Epoch-wise shuffle without replacement, on device; a pure function of (key, step).
+  Returns rows [row0, row0 + rows) of the global batch of `batch_size`."""
   n = data.shape[0]
   per_epoch = n // batch_size
   perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
-  idx = jax.lax.dynamic_slice(perm, ((step % per_epoch) * batch_size,), (batch_size,))
-  return data[idx]                                                   # [B, *shape]
+  start = (step % per_epoch) * batch_size + row0
+  idx = jax.lax.dynamic_slice(perm, (start,), (rows or batch_size,))
+  return data[idx]                                                   # [rows, *shape]
 
 
 def array_source(examples: np.ndarray, batch_size: int, seed: int, name: str = "array",
-                 value_range=(-1.0, 1.0)) -> Source:
+                 value_range=(-1.0, 1.0), process_index: int = 0,
+                 process_count: int = 1) -> Source:
   """An in-memory data set [N, *shape] (float32), kept on the device."""
   examples = np.asarray(examples, np.float32)
   if examples.ndim < 2:
@@ -90,12 +110,13 @@ def array_source(examples: np.ndarray, batch_size: int, seed: int, name: str = "
   if batch_size > examples.shape[0]:
     raise DataError(f"{name}: batch_size {batch_size} is larger than the data set "
                     f"({examples.shape[0]} examples)")
+  row0, rows = _process_rows(batch_size, process_index, process_count)
   data = jax.device_put(examples)
   key = jax.random.key(seed)
-  fn = jax.jit(functools.partial(_gather, batch_size=batch_size))
+  fn = jax.jit(functools.partial(_gather, batch_size=batch_size, row0=row0, rows=rows))
   return Source(name, examples.shape[1:], value_range, batch_size,
                 lambda step: fn(data, key, step), examples.shape[0], examples,
-                lambda k, step: fn(data, k, step))
+                lambda k, step: fn(data, k, step), process_index, process_count)
 
 
 def mixture_means(name: str) -> np.ndarray:
@@ -110,34 +131,43 @@ def mixture_means(name: str) -> np.ndarray:
 MIXTURE_STD = {"grid25": 0.05, "ring8": 0.01}
 
 
-def _sample_mixture(key, step, means, std, batch_size):
+def _sample_mixture(key, step, means, std, batch_size, row0=0, rows=None):
   k_mode, k_noise = jax.random.split(jax.random.fold_in(key, step))
   modes = jax.random.randint(k_mode, (batch_size,), 0, means.shape[0])
-  return means[modes] + std * jax.random.normal(k_noise, (batch_size, 2))  # [B, 2]
+  x = means[modes] + std * jax.random.normal(k_noise, (batch_size, 2))  # [B, 2]
+  return x[row0:row0 + (rows or batch_size)]                           # this process's rows
 
 
-def mixture_source(name: str, batch_size: int, seed: int) -> Source:
+def mixture_source(name: str, batch_size: int, seed: int, process_index: int = 0,
+                   process_count: int = 1) -> Source:
+  row0, rows = _process_rows(batch_size, process_index, process_count)
   means = jnp.asarray(mixture_means(name))
   key = jax.random.key(seed)
-  fn = jax.jit(functools.partial(_sample_mixture, std=MIXTURE_STD[name], batch_size=batch_size))
+  fn = jax.jit(functools.partial(_sample_mixture, std=MIXTURE_STD[name], batch_size=batch_size,
+                                 row0=row0, rows=rows))
   return Source(name, (2,), None, batch_size, lambda step: fn(key, step, means),
-                keyed_batch=lambda k, step: fn(k, step, means))
+                keyed_batch=lambda k, step: fn(k, step, means),
+                process_index=process_index, process_count=process_count)
 
 
-def _sample_stacked(digits, key, step, batch_size):
+def _sample_stacked(digits, key, step, batch_size, row0=0, rows=None):
   """Three digits drawn independently (with replacement) per example, stacked as channels."""
   idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size, 3), 0, digits.shape[0])
+  idx = idx[row0:row0 + (rows or batch_size)]                          # this process's rows
   return jnp.concatenate([digits[idx[:, c]] for c in range(3)], axis=-1)  # [B, H, W, 3]
 
 
-def stacked_mnist_source(batch_size: int, seed: int, image_size: int = 0) -> Source:
+def stacked_mnist_source(batch_size: int, seed: int, image_size: int = 0,
+                         process_index: int = 0, process_count: int = 1) -> Source:
   """Stacked MNIST (VEEGAN, PacGAN): each channel an independent mnist5k digit, so the
   1,000 digit triples are equally likely. [28, 28, 3] (or image_size) in [-1, 1]."""
+  row0, rows = _process_rows(batch_size, process_index, process_count)
   digits = jax.device_put(resize_images(load_embedded_images("mnist5k"), image_size))
   key = jax.random.key(seed)
-  fn = jax.jit(functools.partial(_sample_stacked, batch_size=batch_size))
+  fn = jax.jit(functools.partial(_sample_stacked, batch_size=batch_size, row0=row0, rows=rows))
   return Source("stacked_mnist", (*digits.shape[1:3], 3), (-1.0, 1.0), batch_size,
-                lambda step: fn(digits, key, step), keyed_batch=lambda k, step: fn(digits, k, step))
+                lambda step: fn(digits, key, step), keyed_batch=lambda k, step: fn(digits, k, step),
+                process_index=process_index, process_count=process_count)
 
 
 def load_embedded_images(name: str) -> np.ndarray:
@@ -166,12 +196,14 @@ def load_embedded_labels(name: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------- TFDS
 def tfds_source(name: str, batch_size: int, seed: int, split: str = "train",
                 data_dir: Optional[str] = None, image_key: str = "image",
-                image_size: int = 0) -> Source:
+                image_size: int = 0, process_index: int = 0,
+                process_count: int = 1) -> Source:
   """A TFDS image data set read by random access (array_record; no TensorFlow).
 
   Batches are fetched on the host for indices that are a pure function of (seed, step), then
-  scaled to [-1, 1] (and resized) and put on the device.
+  scaled to [-1, 1] (and resized) and put on the device. Each process reads only its rows.
   """
+  row0, rows = _process_rows(batch_size, process_index, process_count)
   import tensorflow_datasets as tfds
   try:
     ds = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
@@ -197,26 +229,30 @@ def tfds_source(name: str, batch_size: int, seed: int, split: str = "train",
 
   def batch(step: int) -> jax.Array:
     epoch, i = divmod(int(step), per_epoch)
-    idx = permutation(epoch)[i * batch_size:(i + 1) * batch_size]
-    x = np.stack([np.asarray(ds[int(j)][image_key]) for j in idx]).reshape((batch_size, *shape))
+    idx = permutation(epoch)[i * batch_size + row0:i * batch_size + row0 + rows]
+    x = np.stack([np.asarray(ds[int(j)][image_key]) for j in idx]).reshape((rows, *shape))
     x = as_images(x, name)
     return jax.device_put(resize_images(x, image_size))
 
-  return Source(name, out_shape, (-1.0, 1.0), batch_size, batch, n)
+  return Source(name, out_shape, (-1.0, 1.0), batch_size, batch, n,
+                process_index=process_index, process_count=process_count)
 
 
 # ------------------------------------------------------------------------------- from config
-def make_source(cfg, batch_size: int, seed: int) -> Source:
-  """Builds the source named by the config's `data` block."""
+def make_source(cfg, batch_size: int, seed: int, process_index: int = 0,
+                process_count: int = 1) -> Source:
+  """Builds the source named by the config's `data` block; with several processes, the one
+  that gives process `process_index` its rows of each global batch."""
+  procs = dict(process_index=process_index, process_count=process_count)
   if cfg.name in ("grid25", "ring8"):
-    return mixture_source(cfg.name, batch_size, seed)
+    return mixture_source(cfg.name, batch_size, seed, **procs)
   if cfg.name == "stacked_mnist":
-    return stacked_mnist_source(batch_size, seed, cfg.image_size)
+    return stacked_mnist_source(batch_size, seed, cfg.image_size, **procs)
   if cfg.name in ("mnist5k", "digits"):
     x = resize_images(load_embedded_images(cfg.name), cfg.image_size)
-    return array_source(x, batch_size, seed, cfg.name)
+    return array_source(x, batch_size, seed, cfg.name, **procs)
   return tfds_source(cfg.name, batch_size, seed, split=cfg.split, data_dir=cfg.data_dir,
-                     image_key=cfg.image_key, image_size=cfg.image_size)
+                     image_key=cfg.image_key, image_size=cfg.image_size, **procs)
 
 
 def check_batch(batch: jax.Array, shape: Sequence[int], batch_size: int, name: str = "data"):

@@ -5,11 +5,13 @@ metrics and the step's on-device non-finite record (`state.nonfinite`) are fetch
 sample and checkpoint points. A non-finite state is never saved: the run stops with the step
 and the quantity. SIGTERM finishes the step, commits a checkpoint and returns.
 """
+import contextlib
 import functools
 import json
 import os
 import signal
 import time
+import types
 from pathlib import Path
 from typing import Optional
 
@@ -19,10 +21,11 @@ import numpy as np
 
 from jaxgan import config as config_lib
 from jaxgan import data as data_lib
+from jaxgan import parallel
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
-from jaxgan.state import GANState, create_state, generate, spec_from_config
-from jaxgan.train_step import all_finite, nonfinite_names, train_step
+from jaxgan.state import GANState, generate, spec_from_config
+from jaxgan.train_step import all_finite, nonfinite_names
 from jaxgan.writers import MetricWriter
 
 
@@ -31,7 +34,8 @@ class NonFiniteError(FloatingPointError):
 
 
 def _log(msg: str) -> None:
-  print(f"[jaxgan] {msg}", flush=True)
+  if parallel.is_writer():
+    print(f"[jaxgan] {msg}", flush=True)
 
 
 def sample_noise(seed: int, num: int, latent_dim: int) -> jax.Array:
@@ -154,32 +158,47 @@ def write_run_files(workdir: Path, config, source: data_lib.Source) -> None:
 
 
 def train(config, workdir, *, source: Optional[data_lib.Source] = None,
-          progress: bool = True, force: bool = False) -> GANState:
+          progress: bool = True, force: bool = False,
+          mesh: Optional[jax.sharding.Mesh] = None) -> GANState:
   """Trains (or resumes) the run in `workdir` up to `config.steps`; returns the final state
   (earlier if SIGTERM stopped it: compare `state.step` with `config.steps`).
 
   A workdir holding a run of another config is refused unless `force` (see
   `config.RESUMABLE_KEYS`); checkpoints that exist but do not restore are never trained over.
+  Data-parallel over `mesh` (default: every visible device, `parallel.make_mesh`); with
+  several processes every process calls this, and process 0 writes metrics and images.
   """
   config_lib.validate(config)
+  mesh = mesh or parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
   workdir = Path(workdir)
-  with _Preemption() as preemption:
+  # several processes: JAX's preemption notifier owns SIGTERM and agrees on a step to save
+  with (_Preemption() if jax.process_count() == 1 else
+        contextlib.nullcontext(types.SimpleNamespace(requested=False))) as preemption:
     _check_workdir_config(workdir, config, force)
-    source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
+    source = source or data_lib.make_source(config.data, config.batch_size, config.seed,
+                                            jax.process_index(), jax.process_count())
     spec = spec_from_config(config, source.shape)
-    state = create_state(spec, jax.random.key(config.seed), source.shape)
+    state = parallel.init_state(spec, mesh, config.seed, source.shape)  # create_state, replicated
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoints(workdir / "checkpoints", cleanup_unfinished=True)
     try:
       restored, start = ckpt.restore_latest(state, log=_log)
-      write_run_files(workdir, config, source)
+      k = config.get("steps_per_call", 1)
+      if (start or 0) % k:
+        raise config_lib.ConfigError(
+            f"the checkpoint in {workdir} is at step {start}, not a multiple of steps_per_call "
+            f"{k}; resume with a steps_per_call that divides {start}")
       state = restored if start else state
       start = start or 0
-      last_row = _truncate_metrics(workdir / "metrics.jsonl", start)
+      last_row = {}
+      if parallel.is_writer():
+        write_run_files(workdir, config, source)
+        last_row = _truncate_metrics(workdir / "metrics.jsonl", start)
       if start:
         _log(f"resumed {workdir} from step {start}")
       state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row,
-                    progress)
+                    progress, mesh)
     except BaseException:
       try:
         ckpt.close()
@@ -190,13 +209,17 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   return state
 
 
-def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row, progress):
-  _log(f"{len(jax.devices())} device(s) [{jax.devices()[0].platform}], 1 process; "
+def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row, progress,
+          mesh):
+  k = config.get("steps_per_call", 1)
+  _log(f"{parallel.describe(mesh)}, global batch {config.batch_size}, {k} step(s) per call; "
        f"data {source.name} {tuple(source.shape)}; training steps {start} -> {config.steps}")
-  step_fn = jax.jit(functools.partial(train_step, spec), donate_argnums=0)
-  sample_fn = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
-  fixed_z = sample_noise(config.seed + 1, config.num_sample_images, spec.latent_dim)
-  writer = MetricWriter(workdir)
+  step_fn = parallel.jit_step(spec, mesh, k)
+  sample_fn = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0),
+                      out_shardings=parallel.replicated(mesh))
+  fixed_z = parallel.replicate(
+      mesh, sample_noise(config.seed + 1, config.num_sample_images, spec.latent_dim))
+  writer = MetricWriter(workdir, enabled=parallel.is_writer())
   diagnose = _Diagnostics(config, last_row)
   last_good = start or None
   skipped = int(last_row.get("skipped_updates", 0))
@@ -211,7 +234,9 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
 
   def write_samples(step):
     check(step, jax.device_get(state.nonfinite))
-    x = np.asarray(sample_fn(state, fixed_z))
+    x = np.asarray(sample_fn(state, fixed_z))  # every process computes, process 0 writes
+    if not parallel.is_writer():
+      return
     path = workdir / "samples" / f"step_{step:06d}.png"
     reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
     save_samples_png(x, path, source.value_range or (-1.0, 1.0), reference)
@@ -232,23 +257,28 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
     from jaxgan import eval as eval_lib
     evaluator = evaluator or eval_lib.Evaluator(config, spec, data_meta(source),
                                                 config.get("eval_num", 0), source=source)
-    path = eval_lib.write(workdir, step, evaluator(state))
-    _log(f"eval at step {step}: {path}")
+    result = evaluator(state)
+    if parallel.is_writer():
+      _log(f"eval at step {step}: {eval_lib.write(workdir, step, result)}")
 
   bar = None
-  if progress:
+  if progress and parallel.is_writer():
     from tqdm import tqdm
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", mininterval=1.0)
   try:
     t0, n0 = time.perf_counter(), start
-    for step in range(start, config.steps):
-      batch = source.batch(step)
+    for step in range(start, config.steps, k):
+      parts = [source.batch(s) for s in range(step, step + k)]  # this process's rows
       if step == start:
-        data_lib.check_batch(batch, source.shape, config.batch_size, source.name)
-      state, metrics = step_fn(state, batch)
-      done = step + 1
+        data_lib.check_batch(parts[0], source.shape, config.batch_size // source.process_count,
+                             source.name)
+      batch = parallel.global_batch(mesh, parts[0] if k == 1 else jnp.stack(parts), k > 1)
+      state, metrics = step_fn(state, batch)     # k > 1: batch [K, B, ...], metrics [K]
+      done = step + k
       if done % config.log_every == 0 or done == config.steps:
         metrics, nonfinite = jax.device_get((metrics, state.nonfinite))
+        if k > 1:
+          metrics = {name: v[-1] for name, v in metrics.items()}
         check(done, nonfinite)
         dt = time.perf_counter() - t0
         scalars = dict(metrics, images_per_sec=(done - n0) * config.batch_size / max(dt, 1e-9),
@@ -265,8 +295,8 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
       if eval_every and done % eval_every == 0:
         run_eval(done)
       if bar is not None:
-        bar.update(1)
-      if preemption.requested:
+        bar.update(k)
+      if preemption.requested if jax.process_count() == 1 else parallel.reached_preemption(done):
         save(done)
         ckpt.wait()
         _log(f"SIGTERM: checkpoint of step {done} committed to {ckpt.directory}; exiting. "
@@ -287,7 +317,7 @@ def load_run(workdir, step: Optional[int] = None):
   config = config_from_workdir(workdir)
   meta = json.loads((workdir / "data.json").read_text())
   spec = spec_from_config(config, meta["shape"])
-  template = jax.eval_shape(lambda: create_state(spec, jax.random.key(0), meta["shape"]))
+  template = parallel.abstract_state(spec, parallel.make_mesh(), meta["shape"])
   ckpt = Checkpoints(workdir / "checkpoints")
   try:
     state = ckpt.restore(template, step)

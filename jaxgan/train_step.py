@@ -113,19 +113,34 @@ def _guard_nonfinite(spec: GANSpec, old: GANState, new: GANState, what: jax.Arra
   return new.replace(nonfinite=nonfinite)
 
 
-def train_step(spec: GANSpec, state: GANState, batch: jax.Array):
-  """One GAN iteration. batch: real examples [B, *data_shape], float32."""
+def _latents(key, num: int, latent_dim: int, axis_name):
+  """z [num, latent]; per device (under pmap, see jaxgan.parallel) this device's rows of the
+  global draw, so the noise does not depend on how the batch is split."""
+  if axis_name is None:
+    return jax.random.normal(key, (num, latent_dim), jnp.float32)
+  n = jax.lax.psum(1, axis_name)
+  z = jax.random.normal(key, (num * n, latent_dim), jnp.float32)      # [n * num, latent]
+  return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * num, num)
+
+
+def train_step(spec: GANSpec, state: GANState, batch: jax.Array, axis_name=None):
+  """One GAN iteration. batch: real examples [B, *data_shape], float32.
+
+  axis_name: only for a per-device call over a mapped batch axis (`parallel.pmap_step`).
+  """
   real = batch
   old_state = state
   key = jax.random.fold_in(state.key, state.step)
   k_d, k_g = jax.random.split(key)
-  noise = lambda k: jax.random.normal(k, (real.shape[0], spec.latent_dim), jnp.float32)
+  noise = lambda k: _latents(k, real.shape[0], spec.latent_dim, axis_name)
 
   d_grad_fn = jax.grad(lambda p, s, z, k: _d_loss(spec, state, p, s, real, z, k), has_aux=True)
   d_params, d_state, d_opt_state = state.d_params, state.d_state, state.d_opt_state
   bad = dict(d_loss=False, penalty=False, d_grads=False)
   for i in range(spec.d_steps):
     k_z, k_pen = jax.random.split(jax.random.fold_in(k_d, i))
+    if axis_name is not None:  # per-device penalty randomness (WGAN-GP's interpolation)
+      k_pen = jax.random.fold_in(k_pen, jax.lax.axis_index(axis_name))
     grads, aux = d_grad_fn(d_params, d_state, noise(k_z), k_pen)
     d_grad_norm = optax.global_norm(grads)
     bad = dict(d_loss=bad["d_loss"] | ~jnp.isfinite(aux["d_loss"]),
