@@ -176,8 +176,9 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   with (_Preemption() if jax.process_count() == 1 else
         contextlib.nullcontext(types.SimpleNamespace(requested=False))) as preemption:
     _check_workdir_config(workdir, config, force)
-    source = source or data_lib.make_source(config.data, config.batch_size, config.seed,
-                                            jax.process_index(), jax.process_count())
+    procs = {} if jax.process_count() == 1 else dict(process_index=jax.process_index(),
+                                                     process_count=jax.process_count())
+    source = source or data_lib.make_source(config.data, config.batch_size, config.seed, **procs)
     spec = spec_from_config(config, source.shape)
     state = parallel.init_state(spec, mesh, config.seed, source.shape)  # create_state, replicated
     workdir.mkdir(parents=True, exist_ok=True)

@@ -206,13 +206,17 @@ def good_run(tmp_path_factory):
   return wd, state
 
 
-def _largest_file(step_dir: Path) -> Path:
-  return max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+def _largest_files(step_dir: Path) -> list[Path]:
+  """The largest files of a step (a save from a multi-device mesh can hold the largest array
+  data twice: in ocdbt.process_0/d/ and in the merged d/, of which only one is read)."""
+  files = [p for p in step_dir.rglob("*") if p.is_file()]
+  size = max(p.stat().st_size for p in files)
+  return [p for p in files if p.stat().st_size == size]
 
 
 CORRUPTIONS = {
-    "truncated_file": lambda d: os.truncate(_largest_file(d), _largest_file(d).stat().st_size // 2),
-    "deleted_array_file": lambda d: _largest_file(d).unlink(),
+    "truncated_file": lambda d: [os.truncate(p, p.stat().st_size // 2) for p in _largest_files(d)],
+    "deleted_array_file": lambda d: [p.unlink() for p in _largest_files(d)],
     "missing_commit_marker": lambda d: (d / "commit_success.txt").unlink(),
     "unfinished_tmp_dir": lambda d: d.rename(d.with_name(d.name + ".orbax-checkpoint-tmp-17")),
 }
