@@ -15,6 +15,6 @@ def get_config():
   c.data.image_size = 32
   c.model.name = "dcgan"
   c.model.width = 64
-  c.model.upsample = "subpixel"   # same function class as 4x4 stride-2 ConvTranspose, faster on CPU
+  c.model.upsample = "transpose"  # the paper's layer; computed without dilated convs (layers.py)
   c.penalty.weight = 0.1
   return c

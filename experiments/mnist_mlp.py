@@ -38,6 +38,7 @@ def get_config():
   # pairwise distance falls below collapse_ratio times the real batch's.
   c.diagnostics = ml_collections.ConfigDict(dict(d_wins_loss=0.01, d_wins_logs=5,
                                                  collapse_ratio=0.05))
+  c.precision = "fp32"                   # fp32 | bf16 (bf16 compute, fp32 params and losses)
   c.optim = ml_collections.ConfigDict(dict(
       g=dict(lr=2e-4, b1=0.5, b2=0.999), d=dict(lr=2e-4, b1=0.5, b2=0.999)))
   return c

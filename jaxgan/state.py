@@ -84,7 +84,8 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
 
 
 def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
-  generator, discriminator = build_models(config.model, data_shape)
+  generator, discriminator = build_models(config.model, data_shape,
+                                          config.get("precision", "fp32"))
   return GANSpec(
       generator=generator, discriminator=discriminator,
       g_tx=make_optimizer(config.optim.g), d_tx=make_optimizer(config.optim.d),

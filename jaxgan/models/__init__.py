@@ -2,27 +2,35 @@
 from typing import Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator, depth_to_space
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
 
 MODELS = ("mlp", "dcgan")
+# Compute dtypes: "bf16" is mixed precision (float32 params, bfloat16 activations and matmuls,
+# float32 model outputs, so losses and penalty reductions stay float32).
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
-def build_models(cfg, data_shape: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+def build_models(cfg, data_shape: Sequence[int],
+                 precision: str = "fp32") -> tuple[nn.Module, nn.Module]:
   """Returns (generator, discriminator) for `cfg` (the config's `model` block)."""
   data_shape = tuple(int(d) for d in data_shape)
+  if precision not in PRECISIONS:
+    raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+  dtype = PRECISIONS[precision]
   if cfg.name == "mlp":
-    return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation),
-            MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm))
+    return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation, dtype),
+            MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm, dtype))
   if cfg.name == "dcgan":
     if len(data_shape) != 3 or data_shape[0] != data_shape[1] or data_shape[0] not in (32, 64):
       raise ValueError(f"model 'dcgan' needs 32x32 or 64x64 images; the data has shape "
                        f"{data_shape} (set data.image_size=32 or 64 to resize)")
-    return (DCGANGenerator(data_shape, cfg.width, cfg.upsample),
-            DCGANDiscriminator(cfg.width, cfg.spectral_norm))
+    return (DCGANGenerator(data_shape, cfg.width, cfg.upsample, dtype),
+            DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype))
   raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")
 
 
 __all__ = ["MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
-           "build_models", "depth_to_space", "MODELS"]
+           "build_models", "depth_to_space", "MODELS", "PRECISIONS"]

@@ -5,15 +5,21 @@ D: 4x4 stride-2 convs w -> 2w -> 4w with LeakyReLU(0.2) and no norm, then a line
 DCGAN-64 adds one more stage (8w).
 
 `upsample` picks how G doubles resolution:
-  - "transpose": 4x4 stride-2 transposed conv (the paper's layer);
+  - "transpose": 4x4 stride-2 transposed conv (the paper's layer), computed as one 2x2 conv
+    plus a phase interleave (models/layers.py: the same function and parameters as
+    nn.ConvTranspose, with no input-dilated conv, which XLA:CPU runs slowly);
   - "subpixel": 3x3 conv to 4x the channels + depth-to-space. Every 4x4 stride-2 transposed
     conv is one of these (each output phase reads a 2x2 input window, inside the 3x3 one),
-    so the function class contains the paper's; XLA:CPU runs it much faster.
+    so the function class contains the paper's, at 2.25x its multiply-adds.
+D's stride-2 convs are plain nn.Conv with a custom VJP (models/layers.py) whose input
+gradient avoids dilated convs: the G step and the gradient penalties backprop through it.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from jaxgan.models import layers
 
 
 def depth_to_space(x, block: int = 2):
@@ -28,14 +34,16 @@ def depth_to_space(x, block: int = 2):
 class Upsample2x(nn.Module):
   features: int
   method: str = "transpose"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):                                             # [B, H, W, Cin]
     if self.method == "transpose":
-      return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
-                              use_bias=False)(x)                     # [B, 2H, 2W, F]
+      return layers.ConvTranspose4x4(self.features, self.dtype,
+                                     name="ConvTranspose_0")(x)      # [B, 2H, 2W, F]
     if self.method == "subpixel":
-      x = nn.Conv(4 * self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)(x)
+      x = nn.Conv(4 * self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+                  dtype=self.dtype)(x)
       return depth_to_space(x, 2)                                    # [B, 2H, 2W, F]
     raise ValueError(f"unknown upsample method {self.method!r}; valid: 'transpose', 'subpixel'")
 
@@ -45,6 +53,7 @@ class DCGANGenerator(nn.Module):
   out_shape: Sequence[int]                 # (R, R, C)
   width: int = 64
   upsample: str = "transpose"
+  dtype: Any = jnp.float32       # compute dtype; params and BatchNorm statistics stay float32
 
   @nn.compact
   def __call__(self, z, train: bool = True):
@@ -53,20 +62,21 @@ class DCGANGenerator(nn.Module):
     if res not in stages:
       raise ValueError(f"DCGAN supports 32x32 and 64x64 images, got out_shape {tuple(self.out_shape)}")
     mults = stages[res]
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)
-    h = nn.Dense(4 * 4 * mults[0] * self.width, use_bias=False)(z)
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
+    h = nn.Dense(4 * 4 * mults[0] * self.width, use_bias=False, dtype=self.dtype)(z)
     h = h.reshape(z.shape[0], 4, 4, mults[0] * self.width)           # [B, 4, 4, m0*w]
     h = nn.relu(norm()(h))
     for m in mults[1:]:
-      h = nn.relu(norm()(Upsample2x(m * self.width, self.upsample)(h)))
-    h = Upsample2x(channels, self.upsample)(h)                       # [B, R, R, C]
-    return jnp.tanh(h)
+      h = nn.relu(norm()(Upsample2x(m * self.width, self.upsample, self.dtype)(h)))
+    h = Upsample2x(channels, self.upsample, self.dtype)(h)           # [B, R, R, C]
+    return jnp.tanh(h).astype(jnp.float32)
 
 
 class DCGANDiscriminator(nn.Module):
   """images [B, R, R, C] -> logits [B]."""
   width: int = 64
   spectral_norm: bool = False
+  dtype: Any = jnp.float32       # compute dtype; params stay float32, logits are float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -76,9 +86,11 @@ class DCGANDiscriminator(nn.Module):
     h = x
     for m in mults:
       h = nn.leaky_relu(self._layer(nn.Conv(m * self.width, (4, 4), strides=(2, 2),
-                                            padding=((1, 1), (1, 1))), h, train), 0.2)
+                                            padding=((1, 1), (1, 1)), dtype=self.dtype,
+                                            conv_general_dilated=layers.conv_general_dilated),
+                                h, train), 0.2)
     h = h.reshape((h.shape[0], -1))                                  # [B, 4*4*m*w]
-    return self._layer(nn.Dense(1), h, train)[:, 0]                  # [B]
+    return self._layer(nn.Dense(1, dtype=self.dtype), h, train)[:, 0].astype(jnp.float32)  # [B]
 
   def _layer(self, layer, h, train):
     if self.spectral_norm:

@@ -3,7 +3,7 @@
 Models are plain Flax linen modules: they map noise to data and data to logits and know
 nothing of losses, optimizers or meshes.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -17,15 +17,16 @@ class MLPGenerator(nn.Module):
   out_shape: Sequence[int]
   hidden: Sequence[int] = (128, 256)
   out_activation: str = "tanh"
+  dtype: Any = jnp.float32       # compute dtype; params stay float32, the output is float32
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     del train  # no batch statistics in this model
     h = z
     for width in self.hidden:
-      h = nn.relu(nn.Dense(width)(h))
-    x = nn.Dense(int(np.prod(self.out_shape)))(h)                  # [B, prod(out_shape)]
-    x = ACTIVATIONS[self.out_activation](x)
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    x = nn.Dense(int(np.prod(self.out_shape)), dtype=self.dtype)(h)  # [B, prod(out_shape)]
+    x = ACTIVATIONS[self.out_activation](x).astype(jnp.float32)
     return x.reshape((z.shape[0], *self.out_shape))                  # [B, *out_shape]
 
 
@@ -33,16 +34,17 @@ class MLPDiscriminator(nn.Module):
   """x [B, ...] -> logits [B]; the seed's 784 -> 256 -> 128 -> 1."""
   hidden: Sequence[int] = (256, 128)
   spectral_norm: bool = False
+  dtype: Any = jnp.float32       # compute dtype; params stay float32, logits are float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = x.reshape((x.shape[0], -1))                                  # [B, D]
     for width in self.hidden:
       h = nn.relu(self._dense(width, h, train))
-    return self._dense(1, h, train)[:, 0]                            # [B]
+    return self._dense(1, h, train)[:, 0].astype(jnp.float32)        # [B]
 
   def _dense(self, width, h, train):
-    layer = nn.Dense(width)
+    layer = nn.Dense(width, dtype=self.dtype)
     if self.spectral_norm:
       return nn.SpectralNorm(layer)(h, update_stats=train)
     return layer(h)

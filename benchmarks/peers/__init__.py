@@ -1,0 +1,1 @@
+"""Peer implementations of jaxgan's benchmark step in other frameworks (PyTorch)."""
