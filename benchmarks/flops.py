@@ -13,9 +13,11 @@ on n examples and B the batch:
                                                                    then its backward (2 x 2 fwd)
     when the penalty pass is reused for the loss (r1 on real, r2 on fake: jaxgan and the
     torch peer both do), its forward is shared:                 - 3 fwd(D, B)
-  G step                         = 3 fwd(G, B) + 3 fwd(D, B)
+  G step                         = 3 fwd(G, B) + 2 fwd(D, B)       D: forward + input grad only
 
 `d_steps` repeats the D step. Lazy regularisation (every k) divides the penalty term by k.
+Input gradients of the first layers (not needed) are counted, so the model is a bit above
+XLA's own count (`cost_analysis`), which also adds the elementwise work.
 """
 import math
 import re
@@ -78,7 +80,7 @@ def step_flops(g_fwd, d_fwd, penalty: str, reuse_penalty_pass: bool = True,
     if reuse_penalty_pass and penalty in ("r1", "r2"):
       pen -= 3 * d_fwd
     d_step += pen / penalty_every
-  return d_steps * d_step + 3 * g_fwd + 3 * d_fwd
+  return d_steps * d_step + 3 * g_fwd + 2 * d_fwd
 
 
 # Peak dense FLOP/s (no sparsity) from NVIDIA's data sheets:

@@ -45,6 +45,17 @@ PEERS = ("jaxgan", "torch", "torch-1thread", "torch-compile")
 PENALTIES = ("none", "r1", "r2", "wgan_gp")
 
 
+def use_plain_layers():
+  """Swaps the fast DCGAN conv layers (jaxgan/models/layers.py) for the plain lax convs that
+  Flax's nn.Conv / nn.ConvTranspose run, to measure the before state (`--layers plain`)."""
+  from jax import lax
+  from jaxgan.models import layers
+  dn = ("NHWC", "HWIO", "NHWC")
+  layers.conv_4x4_s2 = layers._conv_s2
+  layers.conv_transpose_4x4_s2 = lambda x, k: lax.conv_transpose(
+      x, k, (2, 2), "SAME", dimension_numbers=dn)
+
+
 def make_config(args):
   path, shape = MODELS[args.model]
   c = config_lib.load_config_file(str(REPO / path))
@@ -92,9 +103,8 @@ class JaxRunner:
     self.compile_s = time.perf_counter() - t0
     self.state, self.batch = state, batch
     self.params_g, self.params_d = _count(state.g_params), _count(state.d_params)
-    self.xla_flops = flops_lib.cost_analysis_flops(self.compiled)
-    if self.xla_flops is not None:
-      self.xla_flops /= k
+    self.xla_flops = flops_lib.cost_analysis_flops(self.compiled)  # XLA counts a scan body
+    # once, so with K > 1 this is already per step
     self.g_fwd, self.d_fwd = model_forward_flops(spec, state, self.shape)
     self.flops = b * flops_lib.step_flops(self.g_fwd, self.d_fwd, args.penalty,
                                           reuse_penalty_pass=False, d_steps=config.d_steps,
@@ -244,7 +254,8 @@ def run(args) -> dict:
     rows.append(dict(
         peer=r.name, model=args.model, batch_size=args.batch_size, penalty=args.penalty,
         penalty_every=args.penalty_every, steps_per_call=args.steps_per_call,
-        precision=args.precision, upsample=args.upsample, threads=getattr(r, "threads", None),
+        precision=args.precision, upsample=args.upsample, layers=args.layers,
+        threads=getattr(r, "threads", None),
         images_per_sec=args.batch_size / step_s, step_ms_median=1e3 * step_s,
         step_ms_all=[1e3 * t for t in times[r.name]], calls_per_round=calls[r.name],
         compile_s=r.compile_s, backend=env["backend"], device_kind=env["device_kind"],
@@ -259,7 +270,8 @@ def run(args) -> dict:
   for p, e in errors.items():
     rows.append(dict(peer=p, model=args.model, batch_size=args.batch_size, penalty=args.penalty,
                      penalty_every=args.penalty_every, steps_per_call=args.steps_per_call,
-                     precision=args.precision, upsample=args.upsample, error=e))
+                     precision=args.precision, upsample=args.upsample, layers=args.layers,
+                     error=e))
   return dict(command=args.command, env=env, rows=rows)
 
 
@@ -285,6 +297,8 @@ def parser():
   p.add_argument("--steps-per-call", type=int, default=1, help="K steps per call (lax.scan)")
   p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
   p.add_argument("--upsample", choices=("transpose", "subpixel"), default="transpose")
+  p.add_argument("--layers", choices=("fast", "plain"), default="fast",
+                 help="plain: DCGAN convs as plain lax convs (the before state)")
   p.add_argument("--peer", default="jaxgan",
                  help=f"comma list of {', '.join(PEERS)}, or 'all'")
   p.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -302,9 +316,11 @@ def main(argv=None):
   args = parser().parse_args(argv)
   if args.batch_size < 1 or args.steps_per_call < 1 or args.penalty_every < 1:
     raise SystemExit("--batch-size, --steps-per-call and --penalty-every must be >= 1")
+  if args.layers == "plain":
+    use_plain_layers()
   args.command = "python benchmarks/train_step.py " + " ".join(shlex.quote(a) for a in argv)
   print(f"{args.model} batch {args.batch_size} penalty {args.penalty} every {args.penalty_every} "
-        f"K {args.steps_per_call} {args.precision} {args.upsample}", flush=True)
+        f"K {args.steps_per_call} {args.precision} {args.upsample} {args.layers} layers", flush=True)
   result = run(args)
   print_rows(result)
   if args.json:

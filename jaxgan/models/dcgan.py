@@ -5,9 +5,9 @@ D: 4x4 stride-2 convs w -> 2w -> 4w with LeakyReLU(0.2) and no norm, then a line
 DCGAN-64 adds one more stage (8w).
 
 `upsample` picks how G doubles resolution:
-  - "transpose": 4x4 stride-2 transposed conv (the paper's layer), computed as one 2x2 conv
-    plus a phase interleave (models/layers.py: the same function and parameters as
-    nn.ConvTranspose, with no input-dilated conv, which XLA:CPU runs slowly);
+  - "transpose": 4x4 stride-2 transposed conv (the paper's layer), computed as four 2x2 convs
+    (one per output phase) and an interleave (models/layers.py: the same function and
+    parameters as nn.ConvTranspose, with no input-dilated conv, which XLA:CPU runs slowly);
   - "subpixel": 3x3 conv to 4x the channels + depth-to-space. Every 4x4 stride-2 transposed
     conv is one of these (each output phase reads a 2x2 input window, inside the 3x3 one),
     so the function class contains the paper's, at 2.25x its multiply-adds.
