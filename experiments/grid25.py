@@ -11,7 +11,7 @@ from jaxgan.config import load_config_file
 
 def get_config():
   c = load_config_file("experiments/mnist_mlp.py")
-  c.steps = 10000
+  c.steps = 20000
   c.batch_size = 256
   c.checkpoint_every = 2000
   c.log_every = 250
