@@ -74,6 +74,11 @@ def test_missing_data_set_is_a_clear_error(tmp_path, capsys):
   assert "tfds build cifar10" in capsys.readouterr().err
 
 
+def test_sample_refuses_an_unknown_output_format(tmp_path, capsys):
+  assert main(["sample", "--workdir", str(tmp_path), "--out", str(tmp_path / "s.txt")]) == 2
+  assert "--out must end in .npy or .png" in capsys.readouterr().err
+
+
 def test_missing_config_file(capsys):
   assert main(["train", "--config", "experiments/nope.py"]) == 2
   assert "not found" in capsys.readouterr().err
