@@ -15,13 +15,15 @@ What is measured depends on the run's data:
 
 Samples come from the EMA generator when the run has one, for the fixed noise of `seed`.
 `Evaluator` does the per-run work once (classifier, real features, the jitted generator), so
-calling it on each new state during training costs only the samples and their metrics.
+calling it on each new state during training (or on each member of a sweep, which share G's
+architecture) costs only the samples and their metrics. Samples with a NaN/Inf are not scored:
+the result is then {num_samples, non_finite_samples}.
 """
 import functools
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import numpy as np
@@ -55,10 +57,16 @@ def _real_images(source: data_lib.Source, num: int) -> np.ndarray:
 
 
 class Evaluator:
-  """`evaluator(state) -> {metric: float}` for the run described by (config, spec, meta)."""
+  """`evaluator(state) -> {metric: float}` for the run described by (config, spec, meta).
+
+  `classify` (digit images [M, H, W, 1] -> labels [M] in 0..9) labels the Stacked MNIST
+  channels in place of the shipped MNIST classifier, which is then not loaded (tests inject a
+  cheap one). Image metrics need the classifier's features, so they refuse a `classify`.
+  """
 
   def __init__(self, config, spec: GANSpec, meta: dict, num: Optional[int] = None,
-               seed: int = 0, source: Optional[data_lib.Source] = None):
+               seed: int = 0, source: Optional[data_lib.Source] = None,
+               classify: Optional[Callable[[np.ndarray], np.ndarray]] = None):
     self.name, self.shape = meta["name"], tuple(meta["shape"])
     self.value_range = meta["value_range"]
     self.seed = seed
@@ -77,9 +85,14 @@ class Evaluator:
     self.num = int(num or NUM_SAMPLES.get(self.name, NUM_IMAGE_SAMPLES))
     if self.num < 2:
       raise ConfigError(f"--num must be >= 2, got {self.num}")
-    if self.kind != "mixture":
+    if classify is not None and self.kind == "images":
+      raise ValueError("classify replaces only Stacked MNIST's digit labels; the image metrics "
+                       "need the shipped classifier's features (pass classify=None)")
+    self.classify = classify
+    if self.kind == "images" or (self.kind == "stacked_mnist" and classify is None):
       from jaxgan.metrics.classifier import load_mnist_classifier
-      self.classifier = load_mnist_classifier()
+      self.classifier = load_mnist_classifier()                      # only where it is used
+      self.classify = self.classify or self.classifier.predict
     if self.kind == "images":
       source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
       self.real_features = self.classifier.features(_real_images(source, self.num))
@@ -96,7 +109,7 @@ class Evaluator:
     if self.kind == "mixture":
       return modes.mixture_metrics(x, self.name)
     if self.kind == "stacked_mnist":
-      return modes.stacked_mnist_metrics(x, self.classifier.predict)
+      return modes.stacked_mnist_metrics(x, self.classify)
     feats, logits = self.classifier.features_and_logits(x)
     with _one_blas_thread():
       out = scores.all_scores(self.real_features, feats, logits, K,

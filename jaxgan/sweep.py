@@ -15,9 +15,13 @@ keys that do not change the program's shapes can vary: `TRACED_KEYS`.
 Every member gets a normal run directory, `DIR/<member>/` (config.json with its seed and value,
 data.json, metrics.jsonl, samples/, Orbax checkpoints/), that `jaxgan sample` and `jaxgan eval`
 read like any run. `DIR/sweep.json` lists the members; at the end `summarize` writes
-`DIR/summary.json`: per-member final losses and mode metrics (grid25, ring8, stacked_mnist), and
-their mean and sample std (ddof=1) over the members (per value of the swept parameter). A member whose losses or parameters become non-finite is
-marked diverged and stops saving; the others go on.
+`DIR/summary.json`: per-member final losses and mode metrics (grid25, ring8, stacked_mnist; from
+`jaxgan.eval.Evaluator` with the noise seed EVAL_NOISE_SEED), and their mean and sample std
+(ddof=1) over the members (per value of the swept parameter). A member whose losses or
+parameters become non-finite is marked diverged and stops saving; the others go on. Each
+member's `status` is ok, diverged (non-finite in training), non_finite_samples (its checkpoint
+generates NaN/Inf) or error (e.g. no checkpoint); only the ok members enter the mean and std,
+and each group's `excluded` lists the others with their status.
 
 Steps run in chunks of K = gcd(log_every, sample_every, checkpoint_every, steps - start) inside
 one `lax.scan` with the batches drawn on the device, so there is no host work between log points.
@@ -36,20 +40,19 @@ import numpy as np
 
 from jaxgan import config as config_lib
 from jaxgan import data as data_lib
+from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
-from jaxgan.metrics import modes
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
-from jaxgan.train import _all_finite, _log, load_run, sample_noise, write_run_files
+from jaxgan.train import (_all_finite, _log, config_from_workdir, load_run, sample_noise,
+                          write_run_files)
 from jaxgan.train_step import train_step
 from jaxgan.writers import MetricWriter
 
 # config keys that may differ between the members of one sweep (traced scalars in the step)
 TRACED_KEYS = ("penalty.weight", "optim.g.lr", "optim.d.lr", "optim.g.b1", "optim.d.b1",
                "optim.g.b2", "optim.d.b2")
-NUM_MODE_SAMPLES = {"grid25": modes.NUM_MIXTURE_SAMPLES, "ring8": modes.NUM_MIXTURE_SAMPLES,
-                    "stacked_mnist": modes.NUM_STACKED_SAMPLES}
-EVAL_NOISE_SEED = 12345
+EVAL_NOISE_SEED = 12345   # the summaries' sample noise (the published ones used it)
 
 
 def member_spec(spec: GANSpec, config, hp: dict) -> GANSpec:
@@ -214,66 +217,69 @@ def _final_row(member_dir) -> dict:
   return out
 
 
-def member_metrics(member_dir, generator: Callable, classify: Optional[Callable] = None) -> dict:
-  """Final logged losses and the mode metrics of one member's latest checkpoint.
+def _mode_evaluator(workdir: Path, info: dict, classify: Optional[Callable]):
+  """ONE `Evaluator` for every member, or None when the data has no mode metrics.
 
-  generator(spec, state, z) -> samples: one jitted function shared by all members."""
+  The members differ only in traced hyper-parameters, never in G, so the first member's
+  config.json and data.json (written before training, checkpoint or not) describe all of them:
+  one jitted generator serves all."""
+  first = workdir / info["members"][0]
+  meta = json.loads((first / "data.json").read_text())
+  if meta["name"] not in eval_lib.NUM_SAMPLES:                       # grid25, ring8, stacked_mnist
+    return None
+  config = config_from_workdir(first)
+  spec = spec_from_config(config, meta["shape"])
+  return eval_lib.Evaluator(config, spec, meta, seed=EVAL_NOISE_SEED, classify=classify)
+
+
+def member_metrics(member_dir, evaluator: Optional[eval_lib.Evaluator]) -> dict:
+  """Final logged losses and, with an `evaluator`, the metrics of the member's latest
+  checkpoint; `status` (see the module docstring) says whether it may enter the mean/std."""
   out = _final_row(member_dir)
   if out.get("diverged"):
-    return out
-  config, spec, state, meta = load_run(member_dir)
-  name = meta["name"]
+    return dict(out, status="diverged")
+  state = load_run(member_dir)[2]
   out["checkpoint_step"] = int(state.step)
-  if name not in NUM_MODE_SAMPLES:
-    return out
-  num = NUM_MODE_SAMPLES[name]
-  z = sample_noise(EVAL_NOISE_SEED, num, spec.latent_dim)
-  x = np.concatenate([np.asarray(generator(spec, state, z[i:i + 1000]))
-                      for i in range(0, num, 1000)])
-  if name == "stacked_mnist":
-    out.update(modes.stacked_mnist_metrics(np.clip(x, -1.0, 1.0), classify))
-  else:
-    out.update(modes.mixture_metrics(x, name))
-  return out
+  if evaluator is not None:
+    out.update(evaluator(state))
+    if "non_finite_samples" in out:                                  # not scored: no mode counts
+      return dict(out, diverged=True, status="non_finite_samples")
+  return dict(out, status="ok")
+
+
+def _aggregate(rows: dict) -> dict:
+  """{metric: {mean, std (ddof=1), n}} over the members {name: metrics} with status ok, and
+  `excluded`: {name: status} of the others."""
+  ok = [r for r in rows.values() if r["status"] == "ok"]
+  numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  agg = {}
+  for k in sorted({k for r in ok for k, v in r.items() if numeric(v)}):
+    vals = np.array([r[k] for r in ok if numeric(r.get(k))], np.float64)
+    agg[k] = dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
+                  n=int(vals.size))
+  agg["excluded"] = {name: r["status"] for name, r in rows.items() if r["status"] != "ok"}
+  return agg
 
 
 def summarize(workdir, classify: Optional[Callable] = None) -> dict:
   """Per-member metrics and their mean/std over the members -> `workdir/summary.json`.
 
   `classify` (digit images [M, H, W, 1] -> labels [M]) counts Stacked MNIST modes; by default
-  the shipped MNIST classifier (`jaxgan.metrics.load_mnist_classifier`)."""
+  the shipped MNIST classifier (`jaxgan.metrics.load_mnist_classifier`), loaded only then."""
   workdir = Path(workdir)
   info = json.loads((workdir / "sweep.json").read_text())
-  use_ema = info["config"]["ema_decay"] > 0
-  if classify is None and info["config"]["data"]["name"] == "stacked_mnist":
-    from jaxgan.metrics.classifier import load_mnist_classifier
-    classify = load_mnist_classifier().predict                      # per channel
-  jitted = {}
-  def generator(spec, state, z):
-    # the members differ only in traced hyper-parameters, never in G: compile once for all
-    if not jitted:
-      jitted["fn"] = jax.jit(functools.partial(generate, spec, use_ema=use_ema))
-    return jitted["fn"](state, z)
+  evaluator = _mode_evaluator(workdir, info, classify)
   per_member = {}
   for name in info["members"]:
     try:
-      per_member[name] = member_metrics(workdir / name, generator, classify)
+      per_member[name] = member_metrics(workdir / name, evaluator)
     except Exception as e:  # a diverged member without a checkpoint still appears
-      per_member[name] = {"error": f"{type(e).__name__}: {e}"}
+      per_member[name] = {"error": f"{type(e).__name__}: {e}", "status": "error"}
   groups = {}
   for name in info["members"]:
     group = name.rsplit("_seed", 1)[0] if info["param"] else "all"
-    groups.setdefault(group, []).append(per_member[name])
-  aggregate = {}
-  for group, rows in groups.items():
-    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float))})
-    agg = {}
-    for k in keys:
-      vals = np.array([r[k] for r in rows if isinstance(r.get(k), (int, float))], np.float64)
-      agg[k] = dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
-                    n=int(vals.size))
-    aggregate[group] = agg
+    groups.setdefault(group, {})[name] = per_member[name]
   summary = dict(param=info["param"], seeds=info["seeds"], members=per_member,
-                 aggregate=aggregate)
+                 aggregate={group: _aggregate(rows) for group, rows in groups.items()})
   (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
   return summary

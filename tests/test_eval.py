@@ -83,3 +83,14 @@ def test_eval_cli_on_tiny_stacked_mnist_run(tmp_path, capsys, mlp_config):
   want = modes.stacked_mnist_metrics(x, classifier.load_mnist_classifier().predict)
   assert out == dict(want, step=20)
   assert out["num_modes"] == 1000 and 1 <= out["modes"] <= 400
+
+
+def test_evaluator_refuses_classify_for_image_metrics(mlp_config):
+  """`classify` stands in for the classifier's labels on Stacked MNIST only; the image metrics
+  need its features."""
+  from jaxgan.eval import Evaluator
+  from jaxgan.state import spec_from_config
+  meta = dict(name="mnist5k", shape=[28, 28, 1], value_range=[-1.0, 1.0])
+  spec = spec_from_config(mlp_config, meta["shape"])
+  with pytest.raises(ValueError, match="classify replaces only Stacked MNIST"):
+    Evaluator(mlp_config, spec, meta, classify=lambda d: np.zeros(len(d), int))

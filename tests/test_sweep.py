@@ -1,12 +1,15 @@
 """Seed populations: member i of one vmapped program equals the single run with seed i."""
 import json
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
 from jaxgan import config as config_lib
-from jaxgan.sweep import members, sweep
+from jaxgan.checkpoint import Checkpoints
+from jaxgan.eval import Evaluator
+from jaxgan.sweep import EVAL_NOISE_SEED, members, summarize, sweep
 from jaxgan.train import load_run, train
 from tests.util import assert_trees_close
 
@@ -63,7 +66,38 @@ def test_summary_aggregates_the_members(seed_sweep):
   assert agg["modes"]["mean"] == pytest.approx(np.mean(per))
   assert agg["modes"]["std"] == pytest.approx(np.std(per, ddof=1))
   assert summary["members"]["seed5"]["checkpoint_step"] == 6
+  assert agg["excluded"] == {} and summary["members"]["seed5"]["status"] == "ok"
   assert json.loads((workdir / "summary.json").read_text()) == summary
+
+
+def test_summary_scores_with_the_evaluator_at_the_sweep_noise_seed(seed_sweep):
+  """The summary's mode metrics are the Evaluator's, for the noise of EVAL_NOISE_SEED."""
+  workdir, summary = seed_sweep
+  config, spec, state, meta = load_run(workdir / "seed6")
+  want = Evaluator(config, spec, meta, seed=EVAL_NOISE_SEED)(state)
+  assert want["num_samples"] == 2500
+  assert {k: summary["members"]["seed6"][k] for k in want} == want
+
+
+def test_member_with_non_finite_samples_is_excluded_from_the_mean(seed_sweep, tmp_path):
+  """A member whose checkpoint generates NaN is marked, not scored as 0 modes, and left out
+  of the mean/std (listed in `excluded`)."""
+  workdir = tmp_path / "sweep"
+  shutil.copytree(seed_sweep[0], workdir)
+  state = _state(workdir / "seed6")
+  state = state.replace(ema_params=jax.tree.map(lambda p: p * np.nan, state.ema_params))
+  shutil.rmtree(workdir / "seed6" / "checkpoints")
+  ckpt = Checkpoints(workdir / "seed6" / "checkpoints")
+  ckpt.save(6, state)
+  ckpt.close()
+  summary = summarize(workdir)
+  bad, good = summary["members"]["seed6"], summary["members"]["seed5"]
+  assert bad["status"] == "non_finite_samples" and bad["diverged"] is True
+  assert bad["non_finite_samples"] == 2500 * 2 and "modes" not in bad
+  agg = summary["aggregate"]["all"]
+  assert agg["excluded"] == {"seed6": "non_finite_samples"}
+  assert agg["modes"] == dict(mean=good["modes"], std=0.0, n=1)
+  assert agg["d_loss"]["n"] == 1 and "non_finite_samples" not in agg
 
 
 @pytest.mark.parametrize("param,values", [
@@ -116,8 +150,13 @@ def test_cli_summarize_and_errors(seed_sweep, capsys):
   assert main(["sweep", "--summarize", "--workdir", str(workdir / "nothing")]) == 2
 
 
-def test_stacked_mnist_sweep_counts_modes_with_the_classifier(tmp_path):
-  """A Stacked MNIST member is scored on 26,000 samples, each channel through `classify`."""
+def test_stacked_mnist_sweep_counts_modes_with_the_classifier(tmp_path, monkeypatch):
+  """A Stacked MNIST member is scored on 26,000 samples, each channel through `classify`; the
+  shipped classifier is then never loaded."""
+  from jaxgan.metrics import classifier
+  def no_load():
+    raise AssertionError("the shipped classifier was loaded although classify was given")
+  monkeypatch.setattr(classifier, "load_mnist_classifier", no_load)
   c = config_lib.apply_overrides(config_lib.load_config_file("experiments/mnist_mlp.py"), [
       "data.name=stacked_mnist", "steps=2", "batch_size=8", "log_every=1", "sample_every=2",
       "checkpoint_every=2", "num_sample_images=4", "model.latent_dim=4",
