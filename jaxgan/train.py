@@ -30,7 +30,10 @@ from jaxgan.writers import MetricWriter
 
 
 class NonFiniteError(FloatingPointError):
-  pass
+  """Training met a NaN/Inf; `step` is the first step known to be non-finite."""
+  def __init__(self, message: str, step: Optional[int] = None):
+    super().__init__(message)
+    self.step = step
 
 
 def _log(msg: str) -> None:
@@ -54,7 +57,7 @@ def _check_nonfinite(nonfinite: dict, step: int, last_good: Optional[int], skip:
         f"non-finite {', '.join(nonfinite_names(nonfinite['what']))} at step {first} "
         f"(detected at step {step}); stopping without saving. The last good checkpoint "
         f"(step {last_good}) is kept. Lower the learning rates, raise the penalty weight, or "
-        f"set --config.skip_nonfinite=true to skip such updates.")
+        f"set --config.skip_nonfinite=true to skip such updates.", step=first)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -247,7 +250,7 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
     check(step, jax.device_get(state.nonfinite))
     if not bool(_all_finite(state)):
       raise NonFiniteError(f"non-finite parameters at step {step}; not saving. The last good "
-                           f"checkpoint (step {last_good}) is kept.")
+                           f"checkpoint (step {last_good}) is kept.", step=step)
     ckpt.save(step, state)
     last_good = step
 

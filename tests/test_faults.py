@@ -286,6 +286,16 @@ def test_nonfinite_stops_naming_step_and_quantity_and_keeps_checkpoints(tmp_path
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.g_params))
 
 
+def test_nonfinite_error_carries_the_first_bad_step(tmp_path):
+  """Callers that record a divergence (experiments/loss_penalty_fid.py) read the step from the
+  error, not its message."""
+  config = tiny_config("steps=16", "checkpoint_every=16")
+  src = nan_at(12)(config.data, config.batch_size, config.seed)
+  with pytest.raises(NonFiniteError, match="at step 13") as e:
+    train(config, tmp_path / "run", source=src, progress=False)
+  assert e.value.step == 13
+
+
 def test_skip_nonfinite_drops_the_update_and_counts_it(tmp_path):
   config = tiny_config("steps=15", "checkpoint_every=15", "skip_nonfinite=true")
   src = nan_at(12)(config.data, config.batch_size, config.seed)
