@@ -40,5 +40,8 @@ def get_config():
                                                  collapse_ratio=0.05))
   c.precision = "fp32"                   # fp32 | bf16 (bf16 compute, fp32 params and losses)
   c.optim = ml_collections.ConfigDict(dict(
-      g=dict(lr=2e-4, b1=0.5, b2=0.999), d=dict(lr=2e-4, b1=0.5, b2=0.999)))
+      g=dict(lr=2e-4, b1=0.5, b2=0.999), d=dict(lr=2e-4, b1=0.5, b2=0.999),
+      # (start, end) in optimizer updates (= steps when d_steps=1): lr constant until start,
+      # then linearly to 0 at end; (0, 0): constant throughout
+      lr_decay=(0, 0)))
   return c

@@ -135,9 +135,14 @@ def _flat_json(config) -> dict:
   return walk(json.loads(config_to_json(config)), "")
 
 
+# Keys added after runs were written, with the value that reproduces those runs: a workdir
+# whose config.json lacks one resumes as if it had that value.
+ADDED_KEYS = {"optim.lr_decay": [0, 0]}
+
+
 def config_diff(old, new) -> list[str]:
   """`key: old -> new` for each key outside RESUMABLE_KEYS that differs between two configs."""
-  a, b = _flat_json(old), _flat_json(new)
+  a, b = ({**ADDED_KEYS, **_flat_json(c)} for c in (old, new))
   absent = "<absent>"
   return [f"{k}: {a.get(k, absent)!r} -> {b.get(k, absent)!r}" for k in sorted(set(a) | set(b))
           if k not in RESUMABLE_KEYS and a.get(k, absent) != b.get(k, absent)]
@@ -156,6 +161,10 @@ def validate(config) -> None:
                         f"got {config[key]}")
   if config.penalty.name != "none" and config.penalty.weight < 0:
     raise ConfigError(f"config.penalty.weight must be >= 0, got {config.penalty.weight}")
+  decay = tuple(config.optim.get("lr_decay", (0, 0)))
+  if len(decay) != 2 or decay != (0, 0) and not 0 <= decay[0] < decay[1]:
+    raise ConfigError(f"config.optim.lr_decay must be (start, end) with 0 <= start < end, or "
+                      f"(0, 0) for a constant learning rate; got {decay}")
   k = config.get("steps_per_call", 1)
   if k < 1:
     raise ConfigError(f"config.steps_per_call must be >= 1, got {k}")

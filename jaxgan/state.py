@@ -78,9 +78,25 @@ def create_state(spec: GANSpec, key: jax.Array, data_shape: Sequence[int]) -> GA
       nonfinite={k: jnp.zeros((), jnp.int32) for k in ("first_step", "what", "skipped")})
 
 
-def make_optimizer(cfg) -> optax.GradientTransformation:
-  """Adam with the DCGAN betas by default; cfg is an `optim.g` / `optim.d` block."""
-  return optax.adam(cfg.lr, b1=cfg.b1, b2=cfg.b2)
+def learning_rate(lr, decay: Sequence[int] = (0, 0)):
+  """`lr`, or with `decay` = (start, end) a schedule over the optimizer's updates: `lr` until
+  `start`, then linearly down to 0 at `end` (a final annealing phase). (0, 0): constant."""
+  start, end = decay
+  if not end:
+    return lr
+  return optax.join_schedules(
+      [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, end - start)], [start])
+
+
+def make_optimizer(cfg, decay: Sequence[int] = (0, 0)) -> optax.GradientTransformation:
+  """Adam with the DCGAN betas by default; cfg is an `optim.g` / `optim.d` block, `decay` the
+  config's `optim.lr_decay` (see `learning_rate`)."""
+  return optax.adam(learning_rate(cfg.lr, decay), b1=cfg.b1, b2=cfg.b2)
+
+
+def lr_decay(config) -> tuple[int, int]:
+  """The config's `optim.lr_decay` (start, end); runs written before the key existed: (0, 0)."""
+  return tuple(config.optim.get("lr_decay", (0, 0)))
 
 
 def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
@@ -88,7 +104,8 @@ def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
                                           config.get("precision", "fp32"))
   return GANSpec(
       generator=generator, discriminator=discriminator,
-      g_tx=make_optimizer(config.optim.g), d_tx=make_optimizer(config.optim.d),
+      g_tx=make_optimizer(config.optim.g, lr_decay(config)),
+      d_tx=make_optimizer(config.optim.d, lr_decay(config)),
       latent_dim=config.model.latent_dim, loss=config.loss,
       penalty=config.penalty.name, penalty_weight=config.penalty.weight,
       penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay,

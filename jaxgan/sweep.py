@@ -43,7 +43,8 @@ from jaxgan import data as data_lib
 from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
-from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
+from jaxgan.state import (GANSpec, create_state, generate, lr_decay, make_optimizer,
+                          spec_from_config)
 from jaxgan.train import (_all_finite, _log, config_from_workdir, load_run, sample_noise,
                           write_run_files)
 from jaxgan.train_step import train_step
@@ -61,7 +62,8 @@ def member_spec(spec: GANSpec, config, hp: dict) -> GANSpec:
   def tx(which):
     cfg = config.optim[which]
     return make_optimizer(types.SimpleNamespace(
-        **{k: hp.get(f"optim.{which}.{k}", cfg[k]) for k in ("lr", "b1", "b2")}))
+        **{k: hp.get(f"optim.{which}.{k}", cfg[k]) for k in ("lr", "b1", "b2")}),
+        lr_decay(config))
   return dataclasses.replace(spec, g_tx=tx("g"), d_tx=tx("d"),
                              penalty_weight=hp.get("penalty.weight", spec.penalty_weight))
 

@@ -108,3 +108,22 @@ def test_every_experiment_config_builds(path):
   source = make_source(config.data, config.batch_size, config.seed)
   spec = spec_from_config(config, source.shape)
   jax.eval_shape(lambda: create_state(spec, jax.random.key(0), source.shape))
+
+
+def test_lr_decay_schedule_and_its_validation():
+  """optim.lr_decay = (start, end): lr until start, then linearly to 0 at end; bad pairs are
+  refused; a run written before the key existed resumes as (0, 0)."""
+  from jaxgan.state import learning_rate
+  sched = learning_rate(1e-3, (10, 30))
+  np.testing.assert_allclose([float(sched(s)) for s in (0, 10, 20, 30, 40)],
+                             [1e-3, 1e-3, 5e-4, 0.0, 0.0], atol=1e-9)
+  assert learning_rate(1e-3, (0, 0)) == 1e-3                         # constant: plain Adam
+  base = config_lib.load_config_file(None)
+  for bad in ("(30,10)", "(5,5)", "(1,2,3)"):
+    with pytest.raises(config_lib.ConfigError, match="lr_decay"):
+      config_lib.validate(config_lib.apply_overrides(base, [f"optim.lr_decay={bad}"]))
+  old = config_lib.config_from_json(config_lib.config_to_json(base))
+  del old.optim["lr_decay"]                                          # a config.json from before
+  assert config_lib.config_diff(old, base) == []
+  decayed = config_lib.apply_overrides(base, ["optim.lr_decay=(10,30)"])
+  assert config_lib.config_diff(old, decayed) == ["optim.lr_decay: [0, 0] -> [10, 30]"]

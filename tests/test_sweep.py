@@ -105,7 +105,9 @@ def test_member_with_non_finite_samples_is_excluded_from_the_mean(seed_sweep, tm
     pytest.param("optim.d.lr", ("0.01", "0.0001"), marks=pytest.mark.slow)])
 def test_traced_hyper_parameter_equals_a_single_run(grid_config, tmp_path, param, values):
   """A swept value reaches the step as a traced per-member scalar; the member equals a single
-  run with that value set in its config."""
+  run with that value set in its config (a swept lr inside an lr_decay schedule too)."""
+  if param.startswith("optim."):
+    grid_config = config_lib.apply_overrides(grid_config, ["optim.lr_decay=(2,6)"])
   sweep(grid_config, tmp_path / "sweep", seeds=1, param=param, values=values, progress=False)
   states = [_state(tmp_path / "sweep" / f"{param}_{v}_seed5") for v in values]
   cfg = json.loads((tmp_path / "sweep" / f"{param}_{values[1]}_seed5" / "config.json").read_text())
