@@ -11,11 +11,11 @@ from jaxgan.config import load_config_file
 
 def get_config():
   c = load_config_file("experiments/mnist_mlp.py")
-  c.steps = 20000
+  c.steps = 40000
   c.batch_size = 256
-  c.checkpoint_every = 2000
-  c.log_every = 250
-  c.sample_every = 1000
+  c.checkpoint_every = 5000
+  c.log_every = 500
+  c.sample_every = 5000
   c.num_sample_images = 1000
   c.data.name = "grid25"
   c.model.latent_dim = 16
@@ -25,5 +25,7 @@ def get_config():
   c.loss = "non_saturating"
   c.penalty = ml_collections.ConfigDict(dict(name="r1", weight=0.1, every=1))
   c.ema_decay = 0.999
-  c.optim.g.lr = c.optim.d.lr = 1e-3
+  c.optim.g.lr = 2e-3                    # G faster than D: HQ % rises ~2x faster than at 1e-3
+  c.optim.d.lr = 1e-3
+  c.optim.lr_decay = (30000, 40000)      # anneal to 0 over the last quarter: sharper modes
   return c

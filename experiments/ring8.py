@@ -11,7 +11,7 @@ from jaxgan.config import load_config_file
 
 def get_config():
   c = load_config_file("experiments/mnist_mlp.py")
-  c.steps = 10000
+  c.steps = 30000
   c.batch_size = 256
   c.checkpoint_every = 2000
   c.log_every = 250
@@ -26,4 +26,5 @@ def get_config():
   c.penalty = ml_collections.ConfigDict(dict(name="r1", weight=0.01, every=1))
   c.ema_decay = 0.999
   c.optim.g.lr = c.optim.d.lr = 1e-3
+  c.optim.lr_decay = (20000, 30000)      # anneal to 0 over the last third: sharper modes
   return c
