@@ -12,11 +12,11 @@ from jaxgan.config import load_config_file
 
 def get_config():
   c = load_config_file("experiments/mnist_mlp.py")
-  c.steps = 8000
+  c.steps = 5000
   c.batch_size = 64
-  c.checkpoint_every = 2000
-  c.log_every = 500
-  c.sample_every = 2000
+  c.checkpoint_every = 1250
+  c.log_every = 250
+  c.sample_every = 1250
   c.data.name = "stacked_mnist"
   c.model.latent_dim = 64
   c.model.g_hidden = (256, 512)
@@ -25,5 +25,5 @@ def get_config():
   c.penalty.every = 4                    # lazy R1 (weight x4 every 4th step): ~30% cheaper
   c.ema_decay = 0.99
   c.optim.g.lr = c.optim.d.lr = 5e-4
-  c.optim.lr_decay = (6000, 8000)        # anneal to 0 over the last quarter
+  c.optim.lr_decay = (3750, 5000)        # anneal to 0 over the last quarter
   return c
