@@ -8,7 +8,7 @@ FID, KID, precision/recall, density/coverage, Inception Score and classes covere
 shipped MNIST classifier's features, on `--num` samples of noise seed 0).
 
 Run (24 training runs of the default GAN, each followed by its eval):
-  python experiments/loss_penalty_fid.py --workdir runs/loss_penalty --steps 6000 \\
+  python experiments/loss_penalty_fid.py --workdir runs/loss_penalty --steps 4000 \\
       --out experiments/results/loss_penalty_fid.json \\
       --markdown experiments/results/loss_penalty_fid.md
 
