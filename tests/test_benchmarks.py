@@ -12,7 +12,7 @@ from jax import lax
 
 from benchmarks import flops
 from jaxgan import config as config_lib
-from jaxgan.models import DCGANGenerator, build_models, layers
+from jaxgan.models import build_models, layers
 from jaxgan.models.dcgan import Upsample2x
 from jaxgan.state import create_state, spec_from_config
 from jaxgan.train_step import train_step

@@ -237,7 +237,7 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_step_used(tmp_path, goo
     assert "ignoring an unfinished checkpoint write" in out and "20.orbax-checkpoint-tmp" in out
     assert not unfinished_in(wd / "checkpoints")
   else:
-    assert f"checkpoint step 20 is unusable" in out and str(step_dir) in out
+    assert "checkpoint step 20 is unusable" in out and str(step_dir) in out
     (moved,) = (wd / "corrupt_checkpoints").iterdir()
     assert moved.name.startswith("20-")
   assert_trees_equal(state, final)            # re-trained from step 10 to the same state

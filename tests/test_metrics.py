@@ -248,7 +248,6 @@ def _torch_state_dict(variables):
 
 
 def test_inception_weights_from_torch_state_dict(tmp_path):
-  import flax
   from jaxgan.metrics import inception
   variables = inception.random_variables(seed=1)
   state = _torch_state_dict(variables)
