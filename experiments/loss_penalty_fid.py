@@ -44,6 +44,7 @@ from jaxgan.checkpoint import COMMIT_MARKER  # noqa: E402
 from jaxgan.losses import LOSSES  # noqa: E402
 from jaxgan.penalties import PENALTIES as PENALTY_FNS  # noqa: E402
 from jaxgan.train import NonFiniteError, train  # noqa: E402
+from jaxgan.writers import last_metrics  # noqa: E402
 
 CONFIG = "experiments/mnist_mlp.py"
 PENALTIES = ("none", *PENALTY_FNS)                                   # none, r1, r2, wgan_gp
@@ -107,9 +108,7 @@ def _checkpoint_steps(workdir: Path) -> list[int]:
 
 def _final_losses(workdir: Path) -> dict:
   """d_loss and g_loss of the last logged row (non-finite values are logged as strings)."""
-  path = workdir / "metrics.jsonl"
-  rows = [json.loads(r) for r in path.read_text().splitlines() if r] if path.exists() else []
-  row = rows[-1] if rows else {}
+  row = last_metrics(workdir)
   return dict(d_loss=row.get("d_loss"), g_loss=row.get("g_loss"), loss_step=row.get("step"))
 
 

@@ -140,6 +140,12 @@ def _flat_json(config) -> dict:
 ADDED_KEYS = {"optim.lr_decay": [0, 0]}
 
 
+def lr_decay(config) -> tuple[int, int]:
+  """The config's `optim.lr_decay` (start, end); a config from before the key: its ADDED_KEYS
+  value (constant learning rate)."""
+  return tuple(config.optim.get("lr_decay", ADDED_KEYS["optim.lr_decay"]))
+
+
 def config_diff(old, new) -> list[str]:
   """`key: old -> new` for each key outside RESUMABLE_KEYS that differs between two configs."""
   a, b = ({**ADDED_KEYS, **_flat_json(c)} for c in (old, new))
@@ -161,7 +167,7 @@ def validate(config) -> None:
                         f"got {config[key]}")
   if config.penalty.name != "none" and config.penalty.weight < 0:
     raise ConfigError(f"config.penalty.weight must be >= 0, got {config.penalty.weight}")
-  decay = tuple(config.optim.get("lr_decay", (0, 0)))
+  decay = lr_decay(config)
   if len(decay) != 2 or decay != (0, 0) and not 0 <= decay[0] < decay[1]:
     raise ConfigError(f"config.optim.lr_decay must be (start, end) with 0 <= start < end, or "
                       f"(0, 0) for a constant learning rate; got {decay}")

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan import losses, penalties
+from jaxgan.config import lr_decay
 from jaxgan.models import build_models
 
 PyTree = Any
@@ -92,11 +93,6 @@ def make_optimizer(cfg, decay: Sequence[int] = (0, 0)) -> optax.GradientTransfor
   """Adam with the DCGAN betas by default; cfg is an `optim.g` / `optim.d` block, `decay` the
   config's `optim.lr_decay` (see `learning_rate`)."""
   return optax.adam(learning_rate(cfg.lr, decay), b1=cfg.b1, b2=cfg.b2)
-
-
-def lr_decay(config) -> tuple[int, int]:
-  """The config's `optim.lr_decay` (start, end); runs written before the key existed: (0, 0)."""
-  return tuple(config.optim.get("lr_decay", (0, 0)))
 
 
 def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:

@@ -43,12 +43,11 @@ from jaxgan import data as data_lib
 from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
-from jaxgan.state import (GANSpec, create_state, generate, lr_decay, make_optimizer,
-                          spec_from_config)
+from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
 from jaxgan.train import (_all_finite, _log, config_from_workdir, load_run, sample_noise,
                           write_run_files)
 from jaxgan.train_step import train_step
-from jaxgan.writers import MetricWriter
+from jaxgan.writers import MetricWriter, last_metrics
 
 # config keys that may differ between the members of one sweep (traced scalars in the step)
 TRACED_KEYS = ("penalty.weight", "optim.g.lr", "optim.d.lr", "optim.g.b1", "optim.d.b1",
@@ -63,7 +62,7 @@ def member_spec(spec: GANSpec, config, hp: dict) -> GANSpec:
     cfg = config.optim[which]
     return make_optimizer(types.SimpleNamespace(
         **{k: hp.get(f"optim.{which}.{k}", cfg[k]) for k in ("lr", "b1", "b2")}),
-        lr_decay(config))
+        config_lib.lr_decay(config))
   return dataclasses.replace(spec, g_tx=tx("g"), d_tx=tx("d"),
                              penalty_weight=hp.get("penalty.weight", spec.penalty_weight))
 
@@ -210,9 +209,7 @@ def _get(config, key):
 
 
 def _final_row(member_dir) -> dict:
-  path = Path(member_dir) / "metrics.jsonl"
-  rows = [json.loads(r) for r in path.read_text().splitlines() if r] if path.exists() else []
-  out = dict(rows[-1]) if rows else {}
+  out = last_metrics(member_dir)
   out.pop("images_per_sec", None)
   if any(isinstance(v, str) for v in out.values()):  # the writer stores non-finite as "nan"
     out["diverged"] = True

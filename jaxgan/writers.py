@@ -4,6 +4,14 @@ import math
 from pathlib import Path
 
 
+def last_metrics(workdir) -> dict:
+  """The last row of `workdir/metrics.jsonl` ({} when there is none); non-finite values are
+  the strings the writer stores ("nan", "inf")."""
+  path = Path(workdir) / "metrics.jsonl"
+  rows = [r for r in path.read_text().splitlines() if r] if path.exists() else []
+  return json.loads(rows[-1]) if rows else {}
+
+
 class MetricWriter:
   def __init__(self, workdir, enabled: bool = True):
     self.enabled = enabled
