@@ -78,7 +78,8 @@ def test_stacked_modes_order_channels():
 def test_stacked_mnist_all_modes_uniform():
   labels = np.stack(np.unravel_index(np.arange(1000), (10, 10, 10)), -1)  # every mode once
   m = modes.stacked_mnist_metrics(_stacked(np.concatenate([labels, labels])), _fake_classifier)
-  assert m == dict(modes=1000, num_modes=1000, kl=pytest.approx(0.0, abs=1e-12), num_samples=2000)
+  assert m == dict(modes=1000, num_modes=1000, kl=pytest.approx(0.0, abs=1e-12),
+                   kl_channels=pytest.approx(0.0, abs=1e-12), num_samples=2000)
 
 
 def test_stacked_mnist_known_histogram():
@@ -87,6 +88,21 @@ def test_stacked_mnist_known_histogram():
   m = modes.stacked_mnist_metrics(_stacked(labels), _fake_classifier)
   assert m["modes"] == 101
   assert m["kl"] == pytest.approx(0.5 * math.log(1000 / 200) + 0.5 * math.log(500))
+  # channel 0: digits 0 and 5, half each; channels 1 and 2: digit 0 110 times, 1..9 10 times
+  kl_0 = math.log(10 / 2)
+  kl_12 = 0.55 * math.log(10 * 0.55) + 9 * 0.05 * math.log(10 * 0.05)
+  assert m["kl_channels"] == pytest.approx(kl_0 + 2 * kl_12)
+
+
+def test_stacked_mnist_kl_channels_is_kl_for_independent_channels():
+  """A product histogram (independent channels) has KL = the sum of its channels' KLs."""
+  rng = np.random.default_rng(0)
+  p = [rng.dirichlet(np.ones(10)) for _ in range(3)]
+  counts = np.rint(np.einsum("i,j,k->ijk", *p) * 1e5).astype(int).reshape(-1)  # [1000]
+  labels = np.stack(np.unravel_index(np.repeat(np.arange(1000), counts), (10, 10, 10)), -1)
+  m = modes.stacked_mnist_metrics(_stacked(labels), _fake_classifier)
+  assert m["kl_channels"] > 0.1
+  assert m["kl_channels"] == pytest.approx(m["kl"], abs=1e-3)
 
 
 def test_stacked_mnist_refuses_bad_input():
