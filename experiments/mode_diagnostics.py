@@ -1,0 +1,89 @@
+"""Why a mode benchmark falls short: where a run's samples land, beyond the headline metrics.
+
+For a 2D mixture (grid25, ring8), of the samples that `jaxgan.metrics.modes` scores:
+  far_percent         % beyond 5 std of every mean (between modes: "bridges", not wide modes)
+  dist_std_q50/90/99  quantiles of the distance to the nearest mean, in units of the data std
+                      (real data: 1.18 / 2.15 / 3.03, a 2D Gaussian's radius)
+  cluster_std_ratio   median over modes of the generated cluster's std (samples within 3 std)
+                      over the data's std: < 1 means the modes are sharper than the data's
+For Stacked MNIST: each channel's digit frequencies and the classifier's mean top probability
+  on generated digits (blurry digits are read with low confidence, and unevenly).
+
+Samples use the summaries' noise seed (jaxgan.sweep.EVAL_NOISE_SEED), EMA generator.
+
+Run (a run directory, or a sweep directory for all its members):
+  python experiments/mode_diagnostics.py runs/grid25_sweep [--out FILE.json]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jaxgan.data import MIXTURE_STD, mixture_means  # noqa: E402
+from jaxgan.eval import Evaluator  # noqa: E402
+from jaxgan.metrics import modes  # noqa: E402
+from jaxgan.sweep import EVAL_NOISE_SEED  # noqa: E402
+from jaxgan.train import load_run  # noqa: E402
+
+
+def mixture_diagnostics(x: np.ndarray, name: str) -> dict:
+  """x: samples [N, 2] of the mixture `name`."""
+  means, std = mixture_means(name), MIXTURE_STD[name]
+  dist = np.sqrt(((x[:, None, :] - means[None]) ** 2).sum(-1))      # [N, K]
+  nearest, r = dist.argmin(1), dist.min(1) / std                     # [N], [N]
+  ratios = [np.sqrt(np.mean((x[(nearest == k) & (r <= 3)] - means[k]) ** 2)) / std
+            for k in range(len(means)) if np.any((nearest == k) & (r <= 3))]
+  q = np.percentile(r, [50, 90, 99])
+  return dict(far_percent=float(100 * np.mean(r > 5)), dist_std_q50=float(q[0]),
+              dist_std_q90=float(q[1]), dist_std_q99=float(q[2]),
+              cluster_std_ratio=float(np.median(ratios)) if ratios else float("nan"))
+
+
+def stacked_diagnostics(x: np.ndarray, classifier) -> dict:
+  """x: stacked digits [N, H, W, 3]."""
+  digits = x.transpose(0, 3, 1, 2).reshape(-1, x.shape[1], x.shape[2], 1)  # [3N, H, W, 1]
+  _, logits = classifier.features_and_logits(digits)
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)                                       # [3N, 10]
+  labels = p.argmax(1).reshape(-1, 3)                                # [N, 3]
+  freq = [np.bincount(labels[:, c], minlength=10) / len(labels) for c in range(3)]
+  return dict(channel_digit_freq=[f.round(4).tolist() for f in freq],
+              mean_top_prob=float(p.max(1).mean()))
+
+
+def diagnose(workdir) -> dict:
+  config, spec, state, meta = load_run(workdir)
+  ev = Evaluator(config, spec, meta, seed=EVAL_NOISE_SEED)
+  x = ev.samples(state)
+  out = dict(workdir=str(workdir), step=int(state.step), **ev(state))
+  if ev.kind == "mixture":
+    out.update(mixture_diagnostics(x, ev.name))
+  elif ev.kind == "stacked_mnist":
+    out.update(stacked_diagnostics(x, ev.classifier))
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("workdir")
+  p.add_argument("--out", help="also write the results as JSON")
+  a = p.parse_args(argv)
+  wd = Path(a.workdir)
+  dirs = ([wd / m for m in json.loads((wd / "sweep.json").read_text())["members"]]
+          if (wd / "sweep.json").is_file() else [wd])
+  rows = [diagnose(d) for d in dirs]
+  for r in rows:
+    print(json.dumps(r))
+  if len(rows) > 1:
+    keys = [k for k, v in rows[0].items() if isinstance(v, float)]
+    print(json.dumps({k: dict(mean=float(np.mean([r[k] for r in rows])),
+                              std=float(np.std([r[k] for r in rows], ddof=1))) for k in keys}))
+  if a.out:
+    Path(a.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,45 @@
+"""experiments/mode_diagnostics.py: where a mixture's samples land, on samples of known law."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxgan.data import MIXTURE_STD, mixture_means
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def diag():
+  spec = importlib.util.spec_from_file_location("mode_diagnostics",
+                                                REPO / "experiments" / "mode_diagnostics.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _mixture(name, n, scale, rng):
+  means = mixture_means(name)
+  return means[rng.integers(0, len(means), n)] + scale * MIXTURE_STD[name] * rng.normal(size=(n, 2))
+
+
+@pytest.mark.parametrize("name", ["grid25", "ring8"])
+def test_true_mixture_matches_a_2d_gaussian(diag, name):
+  d = diag.mixture_diagnostics(_mixture(name, 20000, 1.0, np.random.default_rng(0)), name)
+  assert d["far_percent"] == 0.0
+  # the radius of a 2D standard Gaussian: median sqrt(2 ln 2), 90% sqrt(2 ln 10)
+  assert d["dist_std_q50"] == pytest.approx(np.sqrt(2 * np.log(2)), rel=0.03)
+  assert d["dist_std_q90"] == pytest.approx(np.sqrt(2 * np.log(10)), rel=0.03)
+  # within 3 std a 2D Gaussian's per-coordinate rms is sqrt(1 - 4.5 e^-4.5 / (1 - e^-4.5)) std
+  assert d["cluster_std_ratio"] == pytest.approx(0.974, abs=0.02)
+
+
+def test_sharp_modes_and_bridges_are_told_apart(diag):
+  rng = np.random.default_rng(1)
+  sharp = _mixture("grid25", 9000, 0.5, rng)                         # modes at half the std
+  bridges = rng.uniform(-4, 4, size=(1000, 2))
+  bridges = bridges[np.min(np.abs(bridges - np.round(bridges / 2) * 2), 1) > 0.5][:500]
+  d = diag.mixture_diagnostics(np.concatenate([sharp, bridges]), "grid25")
+  assert d["far_percent"] == pytest.approx(100 * len(bridges) / (9000 + len(bridges)))
+  assert d["cluster_std_ratio"] == pytest.approx(0.5, abs=0.03)
