@@ -7,7 +7,8 @@ For a 2D mixture (grid25, ring8), of the samples that `jaxgan.metrics.modes` sco
   cluster_std_ratio   median over modes of the generated cluster's std (samples within 3 std)
                       over the data's std: < 1 means the modes are sharper than the data's
 For Stacked MNIST: each channel's digit frequencies and the classifier's mean top probability
-  on generated digits (blurry digits are read with low confidence, and unevenly).
+  on generated digits (blurry digits are read with low confidence, and unevenly), beside its
+  mean top probability on the 5,000 embedded real digits.
 
 Samples use the summaries' noise seed (jaxgan.sweep.EVAL_NOISE_SEED), EMA generator.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from jaxgan.data import MIXTURE_STD, mixture_means  # noqa: E402
+from jaxgan.data import MIXTURE_STD, load_embedded_images, mixture_means  # noqa: E402
 from jaxgan.eval import Evaluator  # noqa: E402
 from jaxgan.metrics import modes  # noqa: E402
 from jaxgan.sweep import EVAL_NOISE_SEED  # noqa: E402
@@ -42,16 +43,21 @@ def mixture_diagnostics(x: np.ndarray, name: str) -> dict:
               cluster_std_ratio=float(np.median(ratios)) if ratios else float("nan"))
 
 
+def _probs(classifier, digits):
+  _, logits = classifier.features_and_logits(digits)
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  return p / p.sum(1, keepdims=True)                                 # [M, 10]
+
+
 def stacked_diagnostics(x: np.ndarray, classifier) -> dict:
   """x: stacked digits [N, H, W, 3]."""
   digits = x.transpose(0, 3, 1, 2).reshape(-1, x.shape[1], x.shape[2], 1)  # [3N, H, W, 1]
-  _, logits = classifier.features_and_logits(digits)
-  p = np.exp(logits - logits.max(1, keepdims=True))
-  p /= p.sum(1, keepdims=True)                                       # [3N, 10]
+  p = _probs(classifier, digits)                                     # [3N, 10]
   labels = p.argmax(1).reshape(-1, 3)                                # [N, 3]
   freq = [np.bincount(labels[:, c], minlength=10) / len(labels) for c in range(3)]
+  real = _probs(classifier, load_embedded_images("mnist5k"))         # [5000, 10]
   return dict(channel_digit_freq=[f.round(4).tolist() for f in freq],
-              mean_top_prob=float(p.max(1).mean()))
+              mean_top_prob=float(p.max(1).mean()), real_mean_top_prob=float(real.max(1).mean()))
 
 
 def diagnose(workdir) -> dict:

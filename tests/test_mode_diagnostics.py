@@ -43,3 +43,23 @@ def test_sharp_modes_and_bridges_are_told_apart(diag):
   d = diag.mixture_diagnostics(np.concatenate([sharp, bridges]), "grid25")
   assert d["far_percent"] == pytest.approx(100 * len(bridges) / (9000 + len(bridges)))
   assert d["cluster_std_ratio"] == pytest.approx(0.5, abs=0.03)
+
+
+class _BrightnessClassifier:
+  """Logits that read a digit image of mean brightness v/10 as digit v (any real digit: 0..9)."""
+
+  def features_and_logits(self, x):
+    label = np.clip(np.rint(np.asarray(x).mean(axis=(1, 2, 3)) * 10), 0, 9).astype(int)
+    return None, 20.0 * np.eye(10)[label]                            # [M, 10]
+
+
+def test_stacked_digit_frequencies_per_channel(diag):
+  labels = np.array([[3, 0, 1]] * 3 + [[8, 0, 2]])                  # channel 0: 3, 3, 3, 8
+  x = np.broadcast_to(labels[:, None, None, :] / 10.0, (4, 4, 4, 3)).copy()
+  d = diag.stacked_diagnostics(x, _BrightnessClassifier())
+  assert d["channel_digit_freq"][0] == [0, 0, 0, 0.75, 0, 0, 0, 0, 0.25, 0]
+  assert d["channel_digit_freq"][1] == [1.0] + [0] * 9
+  assert d["channel_digit_freq"][2] == [0, 0.75, 0.25] + [0] * 7
+  # softmax of 20 * one-hot: 1 / (1 + 9 e^-20), for generated and real digits alike
+  top = 1 / (1 + 9 * np.exp(-20.0))
+  assert d["mean_top_prob"] == pytest.approx(top) and d["real_mean_top_prob"] == pytest.approx(top)
