@@ -18,7 +18,7 @@ def get_config():
   c.sample_every = 5000
   c.num_sample_images = 1000
   c.data.name = "grid25"
-  c.model.latent_dim = 16
+  c.model.latent_dim = 2                 # PacGAN's 2-D z: fewer samples between modes than 16-D
   c.model.g_hidden = (128, 128, 128)
   c.model.d_hidden = (128, 128, 128)
   c.model.out_activation = "none"
