@@ -67,9 +67,9 @@ def _write_atomic(path: Path, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _truncate_metrics(path: Path, step: int) -> dict:
+def _truncate_metrics(path: Path, step: int) -> list[dict]:
   """Drops log rows beyond the resumed step (they will be written again) and a torn last
-  line of a killed run; returns the last row kept ({} if none)."""
+  line of a killed run; returns the rows kept."""
   rows = []
   if path.exists():
     for line in path.read_text().splitlines():
@@ -80,7 +80,7 @@ def _truncate_metrics(path: Path, step: int) -> dict:
       if row["step"] <= step:
         rows.append(row)
     _write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-  return rows[-1] if rows else {}
+  return rows
 
 
 def _check_workdir_config(workdir: Path, config, force: bool) -> None:
@@ -102,22 +102,33 @@ class _Diagnostics:
   """Divergence warnings at log points, from the fetched metrics: D wins (its loss below
   `d_wins_loss` for `d_wins_logs` log points in a row) and collapse (the fakes' mean pairwise
   distance below `collapse_ratio` times the real batch's). Each is logged when it starts and
-  counted (log points flagged) in the metrics as `d_wins_warnings` and `collapse_warnings`."""
-  def __init__(self, config, last_row: dict):
+  counted (log points flagged) in the metrics as `d_wins_warnings` and `collapse_warnings`.
+  `rows`: the log rows a resumed run keeps; the counts, D's streak and the collapse state go on
+  from them, so a resumed run warns and counts as an uninterrupted one."""
+  def __init__(self, config, rows: list):
     self.cfg = config.diagnostics
     self.loss_bounded = config.loss != "wasserstein"   # a W-critic's loss has no floor at 0
-    self.counts = {k: int(last_row.get(k, 0)) for k in ("d_wins_warnings", "collapse_warnings")}
+    last = rows[-1] if rows else {}
+    self.counts = {k: int(last.get(k, 0)) for k in ("d_wins_warnings", "collapse_warnings")}
     self.streak = 0
-    self.collapsed = False
+    for row in rows:                     # values are floats, or "nan"/"inf" strings
+      self.streak = self.streak + 1 if self._d_wins(row) else 0
+    self.collapsed = bool(last) and self._collapsed(last)
+
+  def _d_wins(self, m) -> bool:
+    return self.loss_bounded and float(m["d_loss"]) < self.cfg.d_wins_loss
+
+  def _collapsed(self, m) -> bool:
+    return float(m["fake_pdist"]) < self.cfg.collapse_ratio * float(m["real_pdist"])
 
   def __call__(self, step: int, m: dict) -> dict:
-    self.streak = self.streak + 1 if self.loss_bounded and m["d_loss"] < self.cfg.d_wins_loss else 0
+    self.streak = self.streak + 1 if self._d_wins(m) else 0
     if self.streak >= self.cfg.d_wins_logs:
       if self.streak == self.cfg.d_wins_logs:
         _log(f"warning: step {step}: D's loss has stayed below {self.cfg.d_wins_loss} for "
              f"{self.streak} log points (D wins; G gets no signal)")
       self.counts["d_wins_warnings"] += 1
-    collapsed = m["fake_pdist"] < self.cfg.collapse_ratio * m["real_pdist"]
+    collapsed = self._collapsed(m)
     if collapsed:
       if not self.collapsed:
         _log(f"warning: step {step}: the fakes of a batch collapse (mean pairwise distance "
@@ -195,13 +206,13 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
             f"{k}; resume with a steps_per_call that divides {start}")
       state = restored if start else state
       start = start or 0
-      last_row = {}
+      rows = []
       if parallel.is_writer():
         write_run_files(workdir, config, source)
-        last_row = _truncate_metrics(workdir / "metrics.jsonl", start)
+        rows = _truncate_metrics(workdir / "metrics.jsonl", start)
       if start:
         _log(f"resumed {workdir} from step {start}")
-      state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row,
+      state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, rows,
                     progress, mesh)
     except BaseException:
       try:
@@ -213,7 +224,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   return state
 
 
-def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_row, progress,
+def _loop(config, workdir, source, spec, state, start, ckpt, preemption, rows, progress,
           mesh):
   k = config.get("steps_per_call", 1)
   _log(f"{parallel.describe(mesh)}, global batch {config.batch_size}, {k} step(s) per call; "
@@ -223,10 +234,10 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, last_ro
                       out_shardings=parallel.replicated(mesh))
   fixed_z = parallel.replicate(
       mesh, sample_noise(config.seed + 1, config.num_sample_images, spec.latent_dim))
-  writer = MetricWriter(workdir, enabled=parallel.is_writer())
-  diagnose = _Diagnostics(config, last_row)
+  writer = MetricWriter(workdir, enabled=parallel.is_writer(), start_step=start)
+  diagnose = _Diagnostics(config, rows)
   last_good = start or None
-  skipped = int(last_row.get("skipped_updates", 0))
+  skipped = int(rows[-1].get("skipped_updates", 0)) if rows else 0
 
   def check(step, nonfinite):
     nonlocal skipped

@@ -1,6 +1,7 @@
 """Where metrics go: metrics.jsonl (one JSON object per log point) and TensorBoard events."""
 import json
 import math
+import os
 from pathlib import Path
 
 
@@ -13,13 +14,23 @@ def last_metrics(workdir) -> dict:
 
 
 class MetricWriter:
-  def __init__(self, workdir, enabled: bool = True):
+  """Appends log rows to `workdir/metrics.jsonl` and to TensorBoard.
+
+  `start_step`: the step the run starts (or resumes) from. TensorBoard is told to hide the
+  events an earlier, interrupted run wrote beyond it (a SessionLog.START purge event at
+  start_step + 1), as the caller cuts metrics.jsonl back to the same step."""
+
+  def __init__(self, workdir, enabled: bool = True, start_step: int = 0):
     self.enabled = enabled
     self._tb = None
     if enabled:
       self.path = Path(workdir) / "metrics.jsonl"
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+      # The event file's name is its creation second and host; the suffix keeps a restart in
+      # the same second from overwriting the last file and sorts it after (TensorBoard reads
+      # the files in name order).
+      self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"), purge_step=int(start_step) + 1,
+                               filename_suffix=f".from{int(start_step):010d}.{os.getpid()}")
 
   def write(self, step: int, scalars: dict) -> None:
     if not self.enabled:

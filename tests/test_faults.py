@@ -58,7 +58,7 @@ from jaxgan.models import MLPDiscriminator, MLPGenerator
 from jaxgan.state import GANSpec, create_state
 from jaxgan.train import NonFiniteError, _Diagnostics, load_run, sample, train
 from jaxgan.train_step import NONFINITE, mean_pairwise_distance, train_step
-from tests.util import assert_trees_equal
+from tests.util import assert_trees_equal, visible_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny run: 8x8 digits, 16-unit MLPs, no penalty; each subprocess needs a few CPU seconds.
@@ -136,6 +136,8 @@ def assert_same_result(workdir, reference, tmp_path):
                                 sample(reference, 8, 1, tmp_path / "b.npy"))
   rows = [json.loads(r)["step"] for r in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert rows == list(range(5, RUN_STEPS + 1, 5))
+  tb = [step for step, _ in visible_scalars(workdir / "tensorboard", "d_loss")]
+  assert tb == list(range(5, RUN_STEPS + 1, 5))
 
 
 @pytest.mark.slow
@@ -351,7 +353,7 @@ def test_diagnostics_metrics_are_consistent(good_run):
 
 def test_diagnostics_warn_when_d_wins_or_samples_collapse(capsys):
   config = tiny_config()
-  diagnose = _Diagnostics(config, {})
+  diagnose = _Diagnostics(config, [])
   ok = dict(d_loss=0.7, fake_pdist=3.0, real_pdist=4.0)
   d_wins = dict(ok, d_loss=0.001)
   counts = [dict(diagnose(i, d_wins)) for i in range(1, 7)]
@@ -360,8 +362,26 @@ def test_diagnostics_warn_when_d_wins_or_samples_collapse(capsys):
   assert diagnose(7, ok)["d_wins_warnings"] == 2 and diagnose(8, d_wins)["d_wins_warnings"] == 2
   assert diagnose(9, dict(ok, fake_pdist=0.01))["collapse_warnings"] == 1
   assert "collapse" in capsys.readouterr().out
-  wasserstein = _Diagnostics(tiny_config("loss=wasserstein"), {})
+  wasserstein = _Diagnostics(tiny_config("loss=wasserstein"), [])
   assert [wasserstein(i, d_wins)["d_wins_warnings"] for i in range(6)] == [0] * 6
+
+
+def test_diagnostics_of_a_resumed_run_go_on_from_its_kept_rows(capsys):
+  """Resumed after 3 log points of D winning (and a collapsed batch), a run counts and warns as
+  the uninterrupted one: the D-wins warning at the 5th point, no second collapse onset."""
+  config = tiny_config()
+  ok = dict(d_loss=0.7, fake_pdist=3.0, real_pdist=4.0)
+  d_wins = dict(ok, d_loss=0.001, fake_pdist=0.01)
+  straight = _Diagnostics(config, [])
+  rows = [dict(d_wins, step=i, **straight(i, d_wins)) for i in (1, 2, 3)]
+  rows = [json.loads(json.dumps(r)) for r in rows]          # as metrics.jsonl keeps them
+  capsys.readouterr()
+  resumed = _Diagnostics(config, rows)
+  for i in (4, 5, 6):
+    assert dict(resumed(i, d_wins)) == dict(straight(i, d_wins))
+  out = capsys.readouterr().out
+  assert out.count("D wins") == 2 and "collapse" not in out  # once per diagnoser, at step 5
+  assert straight.counts == {"d_wins_warnings": 2, "collapse_warnings": 6}
 
 
 # ------------------------------------------------------------------------- bad input

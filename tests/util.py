@@ -19,3 +19,36 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(_plain(x), _plain(y), rtol=rtol, atol=atol),
                a, b)
+
+
+def tensorboard_events(logdir):
+  """[(file name, step, kind, value)] of every event in logdir's TensorBoard files, files in
+  name (= creation time) order; kind is the scalar tag or "session_start". Reads the TFRecord
+  framing (u64 length, u32 crc, data, u32 crc) without TensorFlow."""
+  import struct
+  from pathlib import Path
+  from tensorboardX.proto.event_pb2 import Event
+  out = []
+  for path in sorted(Path(logdir).glob("events.out.tfevents.*")):
+    data, pos = path.read_bytes(), 0
+    while pos < len(data):
+      (n,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = Event.FromString(data[pos + 12:pos + 12 + n])
+      pos += 12 + n + 4
+      if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+        out.append((path.name, event.step, "session_start", None))
+      for v in event.summary.value:
+        out.append((path.name, event.step, v.tag, v.simple_value))
+  return out
+
+
+def visible_scalars(logdir, tag):
+  """[(step, value)] as TensorBoard shows them: a session start at step s hides the events
+  at steps >= s read before it (TensorBoard's restart purge)."""
+  seen = []
+  for _, step, kind, value in tensorboard_events(logdir):
+    if kind == "session_start":
+      seen = [(s, v) for s, v in seen if s < step]
+    elif kind == tag:
+      seen.append((step, value))
+  return sorted(seen)
