@@ -1,6 +1,7 @@
 """Cost of a seed population: N GANs in one vmapped program vs one run vs N separate runs.
 
   python benchmarks/sweep.py [--config grid25] [--steps 2000] [--members 10] [--out FILE.json]
+                             [--steps-per-call K] [--set KEY=VALUE ...]
 
 Times, end to end as a user sees them (compilation, logging, samples, checkpoints included):
   - `jaxgan train` of one GAN (the normal host loop, one dispatch per step);
@@ -39,14 +40,20 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=2000)
   p.add_argument("--members", type=int, default=10)
   p.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
+  p.add_argument("--steps-per-call", type=int, default=None,
+                 help="the sweeps' steps per call (default: steps // 4, one scan per log point)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override, e.g. --set model.width=16 (repeatable)")
   args = p.parse_args(argv)
   config = config_lib.apply_overrides(config_lib.load_config_file(args.config), [
       f"steps={args.steps}", f"log_every={args.steps // 4}", f"sample_every={args.steps}",
-      f"checkpoint_every={args.steps}"])
+      f"checkpoint_every={args.steps}", *args.set])
+  spc = args.steps_per_call
   with tempfile.TemporaryDirectory() as tmp:
     single = timed(lambda: train(config, Path(tmp) / "single", progress=False))
-    one = timed(lambda: sweep(config, Path(tmp) / "sweep1", 1, progress=False))
-    many = timed(lambda: sweep(config, Path(tmp) / "sweepN", args.members, progress=False))
+    one = timed(lambda: sweep(config, Path(tmp) / "sweep1", 1, steps_per_call=spc, progress=False))
+    many = timed(lambda: sweep(config, Path(tmp) / "sweepN", args.members, steps_per_call=spc,
+                               progress=False))
   n = args.members
   rows = [
       ("jaxgan train, 1 GAN", 1, single),
@@ -54,7 +61,8 @@ def main(argv=None):
       (f"jaxgan sweep --seeds {n}", n, many),
       (f"{n} x jaxgan train (= {n} x row 1)", n, n * single),
   ]
-  print(f"\n{args.config}: {args.steps} steps, batch {config.batch_size}, "
+  print(f"\n{args.config} {' '.join(args.set)}: {args.steps} steps, batch {config.batch_size}, "
+        f"sweep steps per call {spc or args.steps // 4}, "
         f"{jax.devices()[0].platform} ({os.cpu_count()} cores visible)")
   print(f"| {'what':34s} | GANs | wall s | s per GAN |")
   print(f"| {'-' * 34} | ---: | -----: | --------: |")
@@ -63,14 +71,17 @@ def main(argv=None):
   print(f"\n{n} members in one program cost {many / single:.2f}x one run "
         f"({many / (n * single):.2f}x of {n} separate runs)")
   result = dict(
-      config=args.config, steps=args.steps, batch_size=config.batch_size, members=n,
+      config=args.config, overrides=args.set, steps=args.steps, batch_size=config.batch_size,
+      members=n, sweep_steps_per_call=spc or args.steps // 4,
       wall_s=dict(train_one=single, sweep_one=one, sweep_n=many, train_n_estimated=n * single),
       sweep_n_over_one_run=many / single, sweep_n_over_n_runs=many / (n * single),
       platform=jax.devices()[0].platform, device=str(jax.devices()[0].device_kind),
       cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], jax=jax.__version__,
       python=platform.python_version(),
-      command=f"python benchmarks/sweep.py --config {args.config} --steps {args.steps} "
-              f"--members {n}")
+      command=" ".join(["python benchmarks/sweep.py", "--config", args.config, "--steps",
+                        str(args.steps), "--members", str(n)]
+                       + (["--steps-per-call", str(spc)] if spc else [])
+                       + [f"--set {o}" for o in args.set]))
   Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
   print(f"wrote {args.out}")
 

@@ -4,6 +4,7 @@
                 [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
   jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
+                [--steps-per-call K]
   jaxgan eval   --workdir DIR [--num N] [--seed S]
 """
 import argparse
@@ -45,6 +46,9 @@ def _parser():
   w.add_argument("--param", default=None, help="a config key to vary, e.g. penalty.weight")
   w.add_argument("--values", default=None, help="comma-separated values for --param")
   w.add_argument("--workdir", default=None, help="sweep directory (default runs/<config>_sweep)")
+  w.add_argument("--steps-per-call", type=int, default=None,
+                 help="steps per compiled call (default: all steps between log/sample/checkpoint "
+                      "points in one scan; 1 for conv models on CPU)")
   w.add_argument("--summarize", action="store_true", help="only (re)write DIR/summary.json")
   w.add_argument("--no-progress", action="store_true", help="no progress bar")
   e = sub.add_parser("eval", help="metrics of a run's latest checkpoint -> DIR/eval/step_N.json")
@@ -138,7 +142,7 @@ def _sweep(args, overrides) -> None:
     workdir = workdir or f"runs/{config_lib.resolve_config_path(args.config).stem}_sweep"
     values = [v for v in (args.values or "").split(",") if v]
     summary = sweep.sweep(config, workdir, args.seeds, args.param, values,
-                          progress=not args.no_progress)
+                          steps_per_call=args.steps_per_call, progress=not args.no_progress)
   print(json.dumps(summary["aggregate"], indent=1))
   print(f"[jaxgan] done: members and summary.json in {workdir}")
 

@@ -2,6 +2,7 @@
 `GANState`.
 
   jaxgan sweep --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
+               [--steps-per-call K]
 
 The members are the product (values x seeds): member (v, s) is the run `jaxgan train` would do
 with `--config.seed=s --config.KEY=v` (seeds config.seed .. config.seed + N - 1). Each member has
@@ -25,6 +26,9 @@ and each group's `excluded` lists the others with their status.
 
 Steps run in chunks of K = gcd(log_every, sample_every, checkpoint_every, steps - start) inside
 one `lax.scan` with the batches drawn on the device, so there is no host work between log points.
+`steps_per_call` (`--steps-per-call`) sets a smaller K that divides it; K = 1 calls the vmapped
+step itself, no scan: convolutions inside a loop body run far slower on XLA:CPU (jax#12868), so
+conv sweeps on CPU want K = 1. (`config.steps_per_call` is `jaxgan train`'s and is not read here.)
 """
 import dataclasses
 import functools
@@ -44,8 +48,8 @@ from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
-from jaxgan.train import (_all_finite, _log, config_from_workdir, load_run, sample_noise,
-                          write_run_files)
+from jaxgan.train import (_all_finite, _log, _truncate_metrics, config_from_workdir, load_run,
+                          sample_noise, write_run_files)
 from jaxgan.train_step import train_step
 from jaxgan.writers import MetricWriter, last_metrics
 
@@ -68,10 +72,13 @@ def member_spec(spec: GANSpec, config, hp: dict) -> GANSpec:
 
 
 def _chunk(spec, config, keyed_batch, num_steps, state, data_key, hp):
-  """`num_steps` train steps of one member, batches drawn on the device."""
+  """`num_steps` train steps of one member, batches drawn on the device (a `lax.scan` when
+  num_steps > 1)."""
   spec = member_spec(spec, config, hp)
   def body(s, _):
     return train_step(spec, s, keyed_batch(data_key, s.step))
+  if num_steps == 1:
+    return body(state, None)
   state, metrics = jax.lax.scan(body, state, None, length=num_steps)
   return state, jax.tree.map(lambda m: m[-1], metrics)               # metrics of the last step
 
@@ -114,10 +121,14 @@ def _resume_step(ckpts) -> int:
 
 
 def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequence[str] = (),
-          *, progress: bool = True, classify: Optional[Callable] = None) -> dict:
+          *, steps_per_call: Optional[int] = None, progress: bool = True,
+          classify: Optional[Callable] = None) -> dict:
   """Trains (or resumes) the members in `workdir/<member>/` up to `config.steps`; returns (and
-  writes) the summary."""
+  writes) the summary. `steps_per_call`: steps per compiled call (default: all the steps
+  between two log/sample/checkpoint points, in one scan)."""
   config_lib.validate(config)
+  if steps_per_call is not None and steps_per_call < 1:
+    raise config_lib.ConfigError(f"--steps-per-call must be >= 1, got {steps_per_call}")
   runs = members(config, seeds, param, values)
   workdir = Path(workdir)
   source = data_lib.make_source(config.data, config.batch_size, config.seed)
@@ -143,12 +154,20 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
     template = jax.tree.map(lambda x: x[0], state)
     state = _stack([c.restore(template, start) for c in ckpts])
     _log(f"resumed sweep {workdir} from step {start}")
+  left = config.steps - start
+  cadence = math.gcd(config.log_every, config.sample_every, config.checkpoint_every,
+                     left) if left > 0 else 1
+  every = steps_per_call or cadence
+  if left > 0 and cadence % every:
+    for c in ckpts:
+      c.close()
+    raise config_lib.ConfigError(
+        f"--steps-per-call {every} must divide log_every, sample_every, checkpoint_every and "
+        f"the steps left ({left}); their gcd is {cadence}")
   _log(f"sweep of {n} members ({', '.join(name for name, _ in runs[:3])}{', ...' if n > 3 else ''}) "
        f"in one program on {jax.devices()[0].platform}; data {source.name} "
-       f"{tuple(source.shape)}; steps {start} -> {config.steps}")
+       f"{tuple(source.shape)}; steps {start} -> {config.steps}, {every} per call")
 
-  every = math.gcd(config.log_every, config.sample_every, config.checkpoint_every,
-                   config.steps - start) if config.steps > start else 1
   chunk_fn = jax.jit(jax.vmap(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
                      donate_argnums=0)
   use_ema = config.ema_decay > 0
@@ -156,7 +175,9 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
   finite_fn = jax.jit(jax.vmap(_all_finite))
   fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
                        for _, c in runs])                            # [N, num, latent]
-  writers = [MetricWriter(d) for d in dirs]
+  for d in dirs:                  # rows of an interrupted sweep beyond `start` are written again
+    _truncate_metrics(d / "metrics.jsonl", start)
+  writers = [MetricWriter(d, start_step=start) for d in dirs]
   reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
   diverged = {}                                                      # member index -> step
 

@@ -11,7 +11,7 @@ from jaxgan.checkpoint import Checkpoints
 from jaxgan.eval import Evaluator
 from jaxgan.sweep import EVAL_NOISE_SEED, members, summarize, sweep
 from jaxgan.train import load_run, train
-from tests.util import assert_trees_close
+from tests.util import assert_trees_close, visible_scalars
 
 
 def small_grid_config():
@@ -128,6 +128,56 @@ def test_resume_continues_every_member(seed_sweep, tmp_path):
   sweep(small_grid_config(), tmp_path, seeds=2, progress=False)
   for s in ("seed5", "seed6"):
     assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
+
+
+def test_interrupted_sweep_writes_each_log_row_once(seed_sweep, tmp_path):
+  """Killed after its step-6 log rows but before its step-6 checkpoints (simulated by deleting
+  them), a sweep resumes from step 3: metrics.jsonl and TensorBoard show steps 3 and 6 once."""
+  straight, _ = seed_sweep
+  shutil.copytree(straight, tmp_path / "sweep")
+  for s in ("seed5", "seed6"):
+    assert sorted(p.name for p in (tmp_path / "sweep" / s / "checkpoints").iterdir()) == ["3", "6"]
+    shutil.rmtree(tmp_path / "sweep" / s / "checkpoints" / "6")
+  sweep(small_grid_config(), tmp_path / "sweep", seeds=2, progress=False)
+  for s in ("seed5", "seed6"):
+    member = tmp_path / "sweep" / s
+    rows = [json.loads(r)["step"] for r in (member / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [3, 6]
+    assert [step for step, _ in visible_scalars(member / "tensorboard", "d_loss")] == [3, 6]
+    assert_trees_close(_state(member), _state(straight / s), rtol=1e-6, atol=1e-7)
+
+
+def test_one_step_per_call_equals_the_scanned_chunks(seed_sweep, tmp_path):
+  """--steps-per-call 1 (the vmapped step itself, no scan: conv sweeps on CPU) trains the same
+  members as the default chunks of 3 scanned steps."""
+  straight, _ = seed_sweep
+  sweep(small_grid_config(), tmp_path, seeds=2, steps_per_call=1, progress=False)
+  for s in ("seed5", "seed6"):
+    assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
+    rows = [json.loads(r)["step"] for r in (tmp_path / s / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [3, 6]
+
+
+@pytest.mark.parametrize("k, scanned", [(1, False), (3, True)])
+def test_chunk_scans_only_when_it_has_several_steps(grid_config, k, scanned):
+  import functools
+  from jaxgan import data as data_lib
+  from jaxgan.state import create_state, spec_from_config
+  from jaxgan.sweep import _chunk
+  source = data_lib.make_source(grid_config.data, grid_config.batch_size, grid_config.seed)
+  spec = spec_from_config(grid_config, source.shape)
+  key = jax.random.key(0)
+  state = create_state(spec, key, source.shape)
+  jaxpr = jax.make_jaxpr(functools.partial(_chunk, spec, grid_config, source.keyed_batch, k))(
+      state, key, {})
+  assert ("scan" in str(jaxpr)) == scanned
+
+
+def test_steps_per_call_must_divide_the_cadence(grid_config, tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="must divide log_every.*their gcd is 3"):
+    sweep(grid_config, tmp_path / "a", seeds=1, steps_per_call=2, progress=False)
+  with pytest.raises(config_lib.ConfigError, match="--steps-per-call must be >= 1"):
+    sweep(grid_config, tmp_path / "b", seeds=1, steps_per_call=0, progress=False)
 
 
 def test_bad_sweep_arguments_are_refused(grid_config):
