@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 
@@ -14,39 +15,49 @@ def last_metrics(workdir) -> dict:
 
 
 class MetricWriter:
-  """Appends log rows to `workdir/metrics.jsonl` and to TensorBoard.
+  """Appends log rows to `workdir/metrics.jsonl` and to TensorBoard events in
+  `workdir/tensorboard/`, both on disk when `write` returns (a kill -9 loses neither).
 
   `start_step`: the step the run starts (or resumes) from. TensorBoard is told to hide the
   events an earlier, interrupted run wrote beyond it (a SessionLog.START purge event at
-  start_step + 1), as the caller cuts metrics.jsonl back to the same step."""
+  start_step + 1), as the caller cuts metrics.jsonl back to the same step. The events are
+  written synchronously (tensorboardX's SummaryWriter queues them to a thread and may lose the
+  last ones on a kill); log points are rare, so this costs nothing in the step loop."""
 
   def __init__(self, workdir, enabled: bool = True, start_step: int = 0):
     self.enabled = enabled
-    self._tb = None
+    self._events = None
     if enabled:
+      from tensorboardX.event_file_writer import EventsWriter
+      from tensorboardX.proto.event_pb2 import Event, SessionLog
       self.path = Path(workdir) / "metrics.jsonl"
-      from tensorboardX import SummaryWriter
-      # The event file's name is its creation second and host; the suffix keeps a restart in
-      # the same second from overwriting the last file and sorts it after (TensorBoard reads
-      # the files in name order).
-      self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"), purge_step=int(start_step) + 1,
-                               filename_suffix=f".from{int(start_step):010d}.{os.getpid()}")
+      logdir = Path(workdir) / "tensorboard"
+      logdir.mkdir(parents=True, exist_ok=True)
+      # The file's name is its creation second and host; the suffix keeps a restart in the same
+      # second from overwriting the last file and sorts it after (TensorBoard reads the files
+      # in name order).
+      self._events = EventsWriter(str(logdir / "events"),
+                                  f".from{int(start_step):010d}.{os.getpid()}")
+      self._events.write_event(Event(wall_time=time.time(), step=int(start_step) + 1,
+                                     session_log=SessionLog(status=SessionLog.START)))
+      self._events.flush()
 
   def write(self, step: int, scalars: dict) -> None:
     if not self.enabled:
       return
+    from tensorboardX import summary
+    from tensorboardX.proto.event_pb2 import Event
     row = {"step": int(step)}
     for k, v in scalars.items():
       v = float(v)
       row[k] = v if math.isfinite(v) else str(v)
-      self._tb.add_scalar(k, v, int(step))
+      self._events.write_event(Event(wall_time=time.time(), step=int(step),
+                                     summary=summary.scalar(k, v)))
+    self._events.flush()
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
 
-  def image(self, step: int, tag: str, pixels) -> None:
-    if self.enabled:
-      self._tb.add_image(tag, pixels, int(step), dataformats="HWC" if pixels.ndim == 3 else "HW")
-
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
+    if self._events is not None:
+      self._events.close()
+      self._events = None

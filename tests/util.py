@@ -32,7 +32,9 @@ def tensorboard_events(logdir):
   for path in sorted(Path(logdir).glob("events.out.tfevents.*")):
     data, pos = path.read_bytes(), 0
     while pos < len(data):
-      (n,) = struct.unpack("<Q", data[pos:pos + 8])
+      (n,) = struct.unpack("<Q", data[pos:pos + 8]) if pos + 8 <= len(data) else (len(data),)
+      if pos + 12 + n + 4 > len(data):       # a record torn by kill -9: TensorBoard stops too
+        break
       event = Event.FromString(data[pos + 12:pos + 12 + n])
       pos += 12 + n + 4
       if event.HasField("session_log") and event.session_log.status == event.session_log.START:
