@@ -64,7 +64,7 @@ def diagnose(workdir) -> dict:
   config, spec, state, meta = load_run(workdir)
   ev = Evaluator(config, spec, meta, seed=EVAL_NOISE_SEED)
   x = ev.samples(state)
-  out = dict(workdir=str(workdir), step=int(state.step), **ev(state))
+  out = dict(workdir=str(workdir), step=int(state.step), **ev.score(x))
   if ev.kind == "mixture":
     out.update(mixture_diagnostics(x, ev.name))
   elif ev.kind == "stacked_mnist":

@@ -103,7 +103,10 @@ class Evaluator:
     return draw_samples(self._gen, state, self._latent_dim, self.num, self.seed, self.value_range)
 
   def __call__(self, state: GANState) -> dict:
-    x = self.samples(state)
+    return self.score(self.samples(state))
+
+  def score(self, x: np.ndarray) -> dict:
+    """The metrics of samples `x` (as `samples` draws them)."""
     if not np.all(np.isfinite(x)):
       return dict(num_samples=self.num, non_finite_samples=int(np.sum(~np.isfinite(x))))
     if self.kind == "mixture":

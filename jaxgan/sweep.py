@@ -48,8 +48,8 @@ from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
-from jaxgan.train import (_all_finite, _log, _truncate_metrics, config_from_workdir, load_run,
-                          sample_noise, write_run_files)
+from jaxgan.train import (_all_finite, _log, config_from_workdir, load_run, sample_noise,
+                          write_run_files)
 from jaxgan.train_step import train_step
 from jaxgan.writers import MetricWriter, last_metrics
 
@@ -175,9 +175,7 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
   finite_fn = jax.jit(jax.vmap(_all_finite))
   fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
                        for _, c in runs])                            # [N, num, latent]
-  for d in dirs:                  # rows of an interrupted sweep beyond `start` are written again
-    _truncate_metrics(d / "metrics.jsonl", start)
-  writers = [MetricWriter(d, start_step=start) for d in dirs]
+  writers = [MetricWriter(d, start_step=start) for d in dirs]       # cut back to `start`
   reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
   diverged = {}                                                      # member index -> step
 

@@ -8,7 +8,6 @@ and the quantity. SIGTERM finishes the step, commits a checkpoint and returns.
 import contextlib
 import functools
 import json
-import os
 import signal
 import time
 import types
@@ -26,7 +25,7 @@ from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANState, generate, spec_from_config
 from jaxgan.train_step import all_finite, nonfinite_names
-from jaxgan.writers import MetricWriter
+from jaxgan.writers import MetricWriter, write_atomic
 
 
 class NonFiniteError(FloatingPointError):
@@ -58,29 +57,6 @@ def _check_nonfinite(nonfinite: dict, step: int, last_good: Optional[int], skip:
         f"(detected at step {step}); stopping without saving. The last good checkpoint "
         f"(step {last_good}) is kept. Lower the learning rates, raise the penalty weight, or "
         f"set --config.skip_nonfinite=true to skip such updates.", step=first)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-  """A kill mid-write leaves the old file, never half a file."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
-def _truncate_metrics(path: Path, step: int) -> list[dict]:
-  """Drops log rows beyond the resumed step (they will be written again) and a torn last
-  line of a killed run; returns the rows kept."""
-  rows = []
-  if path.exists():
-    for line in path.read_text().splitlines():
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if row["step"] <= step:
-        rows.append(row)
-    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-  return rows
 
 
 def _check_workdir_config(workdir: Path, config, force: bool) -> None:
@@ -167,8 +143,8 @@ def data_meta(source: data_lib.Source) -> dict:
 def write_run_files(workdir: Path, config, source: data_lib.Source) -> None:
   """config.json and data.json: what `load_run` needs to rebuild the run."""
   workdir.mkdir(parents=True, exist_ok=True)
-  _write_atomic(workdir / "config.json", config_lib.config_to_json(config))
-  _write_atomic(workdir / "data.json", json.dumps(data_meta(source)))
+  write_atomic(workdir / "config.json", config_lib.config_to_json(config))
+  write_atomic(workdir / "data.json", json.dumps(data_meta(source)))
 
 
 def train(config, workdir, *, source: Optional[data_lib.Source] = None,
@@ -206,14 +182,12 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
             f"{k}; resume with a steps_per_call that divides {start}")
       state = restored if start else state
       start = start or 0
-      rows = []
       if parallel.is_writer():
         write_run_files(workdir, config, source)
-        rows = _truncate_metrics(workdir / "metrics.jsonl", start)
       if start:
         _log(f"resumed {workdir} from step {start}")
-      state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, rows,
-                    progress, mesh)
+      state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, progress,
+                    mesh)
     except BaseException:
       try:
         ckpt.close()
@@ -224,8 +198,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   return state
 
 
-def _loop(config, workdir, source, spec, state, start, ckpt, preemption, rows, progress,
-          mesh):
+def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progress, mesh):
   k = config.get("steps_per_call", 1)
   _log(f"{parallel.describe(mesh)}, global batch {config.batch_size}, {k} step(s) per call; "
        f"data {source.name} {tuple(source.shape)}; training steps {start} -> {config.steps}")
@@ -235,6 +208,7 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, rows, p
   fixed_z = parallel.replicate(
       mesh, sample_noise(config.seed + 1, config.num_sample_images, spec.latent_dim))
   writer = MetricWriter(workdir, enabled=parallel.is_writer(), start_step=start)
+  rows = writer.rows                     # log rows kept from before `start`
   diagnose = _Diagnostics(config, rows)
   last_good = start or None
   skipped = int(rows[-1].get("skipped_updates", 0)) if rows else 0

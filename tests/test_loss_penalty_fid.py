@@ -1,5 +1,4 @@
 """experiments/loss_penalty_fid.py: the loss x penalty FID table, on tiny runs of 4 steps."""
-import importlib.util
 import json
 import math
 import shlex
@@ -8,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from jaxgan import config as config_lib
+from tests.util import load_experiment_script
 
-REPO = Path(__file__).resolve().parents[1]
 # 8x8 digits (fewer real images to embed than mnist5k), 16-unit MLPs, samples from G itself
 # (after 4 steps an EMA G would still be the initial G of every cell)
 TINY = ["--no-progress", "--steps", "4", "--num", "100", "--config.data.name=digits",
@@ -19,11 +18,7 @@ TINY = ["--no-progress", "--steps", "4", "--num", "100", "--config.data.name=dig
 
 @pytest.fixture(scope="module")
 def table():
-  spec = importlib.util.spec_from_file_location("loss_penalty_fid",
-                                                REPO / "experiments" / "loss_penalty_fid.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_experiment_script("loss_penalty_fid")
 
 
 @pytest.fixture

@@ -182,16 +182,6 @@ def test_class_coverage():
 
 
 # ---------------------------------------------------------------------- feature extractors
-def _load_script(name):
-  import importlib.util
-  from pathlib import Path
-  path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_shipped_classifier_is_accurate_on_held_out_digits():
   from jaxgan.data import load_embedded_images, load_embedded_labels
   from jaxgan.metrics import classifier
@@ -215,7 +205,7 @@ def test_shipped_classifier_is_accurate_on_held_out_digits():
 def test_classifier_training_function_tiny_run(tmp_path):
   from jaxgan.data import load_embedded_images, load_embedded_labels
   from jaxgan.metrics import classifier
-  script = _load_script("train_mnist_classifier")
+  script = util.load_experiment_script("train_mnist_classifier")
   x, y = load_embedded_images("mnist5k")[::10], load_embedded_labels("mnist5k")[::10]  # 500
   variables = script.train_classifier(x, y, steps=60, batch_size=32, lr=3e-3)
   classifier.save_classifier(tmp_path / "clf", variables)

@@ -1,22 +1,14 @@
 """experiments/mode_diagnostics.py: where a mixture's samples land, on samples of known law."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from jaxgan.data import MIXTURE_STD, mixture_means
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.util import load_experiment_script
 
 
 @pytest.fixture(scope="module")
 def diag():
-  spec = importlib.util.spec_from_file_location("mode_diagnostics",
-                                                REPO / "experiments" / "mode_diagnostics.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_experiment_script("mode_diagnostics")
 
 
 def _mixture(name, n, scale, rng):

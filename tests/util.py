@@ -54,3 +54,14 @@ def visible_scalars(logdir, tag):
     elif kind == tag:
       seen.append((step, value))
   return sorted(seen)
+
+
+def load_experiment_script(name):
+  """experiments/<name>.py as a module (the scripts are not a package)."""
+  import importlib.util
+  from pathlib import Path
+  path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
