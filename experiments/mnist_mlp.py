@@ -31,6 +31,7 @@ def get_config():
   c.loss = "non_saturating"              # the G loss selects minimax vs non-saturating
   c.penalty = ml_collections.ConfigDict(dict(name="r1", weight=1.0, every=1))
   c.d_steps = 1
+  c.pack = 1                             # PacGAN: D judges packs of m examples (m | batch)
   c.ema_decay = 0.999
   c.skip_nonfinite = False               # true: skip (and count) updates that give NaN/Inf
   # Divergence warnings (logged and counted in metrics.jsonl): D wins when its loss stays

@@ -137,7 +137,7 @@ def _flat_json(config) -> dict:
 
 # Keys added after runs were written, with the value that reproduces those runs: a workdir
 # whose config.json lacks one resumes as if it had that value.
-ADDED_KEYS = {"optim.lr_decay": [0, 0]}
+ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1}
 
 
 def lr_decay(config) -> tuple[int, int]:
@@ -167,6 +167,10 @@ def validate(config) -> None:
                         f"got {config[key]}")
   if config.penalty.name != "none" and config.penalty.weight < 0:
     raise ConfigError(f"config.penalty.weight must be >= 0, got {config.penalty.weight}")
+  pack = config.get("pack", 1)
+  if pack < 1 or config.batch_size % pack:
+    raise ConfigError(f"config.pack must be >= 1 and divide batch_size ({config.batch_size}), "
+                      f"got {pack}")
   decay = lr_decay(config)
   if len(decay) != 2 or decay != (0, 0) and not 0 <= decay[0] < decay[1]:
     raise ConfigError(f"config.optim.lr_decay must be (start, end) with 0 <= start < end, or "

@@ -31,14 +31,15 @@ class GANSpec:
   penalty_weight: float = 0.0
   penalty_every: int = 1         # lazy regularisation: apply every k-th step with weight * k
   d_steps: int = 1               # D updates per G update (each with fresh fakes)
+  pack: int = 1                  # PacGAN: D judges packs of `pack` examples (train_step.pack)
   ema_decay: float = 0.0         # 0 disables the EMA generator (ema_params then track g_params)
   skip_nonfinite: bool = False   # skip (and count) an update that makes anything non-finite
 
   def __post_init__(self):
     losses.get_loss(self.loss)
     penalties.get_penalty(self.penalty)
-    if self.penalty_every < 1 or self.d_steps < 1:
-      raise ValueError("penalty_every and d_steps must be >= 1")
+    if self.penalty_every < 1 or self.d_steps < 1 or self.pack < 1:
+      raise ValueError("penalty_every, d_steps and pack must be >= 1")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -68,7 +69,8 @@ def create_state(spec: GANSpec, key: jax.Array, data_shape: Sequence[int]) -> GA
   """Initialises parameters, optimizer states and the run key from one typed key."""
   k_g, k_d, k_run = jax.random.split(key, 3)
   z = jnp.zeros((2, spec.latent_dim), jnp.float32)                   # [2, latent]
-  x = jnp.zeros((2, *data_shape), jnp.float32)                       # [2, *data_shape]
+  # D sees packs of spec.pack examples, stacked on the last axis: [2, ..., pack * C]
+  x = jnp.zeros((2, *data_shape[:-1], spec.pack * data_shape[-1]), jnp.float32)
   g_params, g_state = _split_vars(spec.generator.init(k_g, z, train=False))
   d_params, d_state = _split_vars(spec.discriminator.init(k_d, x, train=False))
   return GANState(
@@ -105,7 +107,7 @@ def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
       latent_dim=config.model.latent_dim, loss=config.loss,
       penalty=config.penalty.name, penalty_weight=config.penalty.weight,
       penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay,
-      skip_nonfinite=config.skip_nonfinite)
+      skip_nonfinite=config.skip_nonfinite, pack=config.get("pack", 1))
 
 
 def generate(spec: GANSpec, state: GANState, z: jax.Array, use_ema: bool = True) -> jax.Array:

@@ -48,6 +48,19 @@ def mean_pairwise_distance(x: jax.Array) -> jax.Array:
   return jnp.sum(dist * (1.0 - jnp.eye(b))) / (b * (b - 1))
 
 
+def pack(x: jax.Array, m: int) -> jax.Array:
+  """PacGAN's packing (Lin et al., 2018): D judges m examples at once. [B, *S] ->
+  [B/m, *S[:-1], m * S[-1]]: each run of m consecutive examples stacked on the last (channel
+  or feature) axis. m = 1: x unchanged."""
+  if m == 1:
+    return x
+  b, *shape = x.shape
+  if b % m:
+    raise ValueError(f"pack={m} needs a (per-device) batch divisible by {m}, got {b}")
+  x = jnp.moveaxis(x.reshape(b // m, m, *shape), 1, -2)              # [B/m, *S[:-1], m, C]
+  return x.reshape(b // m, *shape[:-1], m * shape[-1])               # [B/m, *S[:-1], m*C]
+
+
 def _apply(module, params, collections, x, train: bool):
   """Runs a module; returns (output, new collections). Collections only change in train."""
   variables = {"params": params, **collections}
@@ -60,11 +73,12 @@ def _apply(module, params, collections, x, train: bool):
 def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
   loss = losses.get_loss(spec.loss)
   penalty_fn = penalties.get_penalty(spec.penalty)
-  batch = real.shape[0]
   fake, _ = _apply(spec.generator, state.g_params, state.g_state, z, train=True)
   fake = jax.lax.stop_gradient(fake)                                 # [B, *data_shape]
+  real, fake = pack(real, spec.pack), pack(fake, spec.pack)          # [B/pack, ...]
+  batch = real.shape[0]
   logits, d_state = _apply(spec.discriminator, d_params, d_state,
-                           jnp.concatenate([real, fake]), train=True)  # [2B]
+                           jnp.concatenate([real, fake]), train=True)  # [2B/pack]
   real_logits, fake_logits = logits[:batch], logits[batch:]
   adv = loss.d(real_logits, fake_logits)
   pen = jnp.zeros((), jnp.float32)
@@ -88,13 +102,16 @@ def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
 def _g_loss(spec: GANSpec, state: GANState, g_params, real, z):
   loss = losses.get_loss(spec.loss)
   fake, g_state = _apply(spec.generator, g_params, state.g_state, z, train=True)
+  packed = pack(fake, spec.pack)                                     # [B/pack, ...]
   if loss.g_needs_real:
+    real = pack(real, spec.pack)
     logits, _ = _apply(spec.discriminator, state.d_params, state.d_state,
-                       jnp.concatenate([real, fake]), train=False)
+                       jnp.concatenate([real, packed]), train=False)
     real_logits = jax.lax.stop_gradient(logits[:real.shape[0]])
     fake_logits = logits[real.shape[0]:]
   else:
-    fake_logits, _ = _apply(spec.discriminator, state.d_params, state.d_state, fake, train=False)
+    fake_logits, _ = _apply(spec.discriminator, state.d_params, state.d_state, packed,
+                            train=False)
     real_logits = jnp.zeros_like(fake_logits)
   return loss.g(real_logits, fake_logits), (g_state, fake)
 

@@ -127,3 +127,16 @@ def test_lr_decay_schedule_and_its_validation():
   assert config_lib.config_diff(old, base) == []
   decayed = config_lib.apply_overrides(base, ["optim.lr_decay=(10,30)"])
   assert config_lib.config_diff(old, decayed) == ["optim.lr_decay: [0, 0] -> [10, 30]"]
+
+
+def test_pack_must_divide_the_batch_and_old_runs_resume_unpacked():
+  base = config_lib.load_config_file(None)                           # batch 64
+  for bad in ("0", "3"):
+    with pytest.raises(config_lib.ConfigError, match="pack must be >= 1 and divide batch_size"):
+      config_lib.validate(config_lib.apply_overrides(base, [f"pack={bad}"]))
+  config_lib.validate(config_lib.apply_overrides(base, ["pack=4"]))
+  old = config_lib.config_from_json(config_lib.config_to_json(base))
+  del old["pack"]                                                    # a config.json from before
+  assert config_lib.config_diff(old, base) == []
+  assert config_lib.config_diff(old, config_lib.apply_overrides(base, ["pack=2"])) == [
+      "pack: 1 -> 2"]

@@ -85,6 +85,21 @@ def test_sharded_step_equals_single_device(loss, penalty):
   assert_trees_close(metrics, ref_metrics, rtol=1e-5, atol=1e-6)
 
 
+def test_packed_step_on_8_devices_and_pmap_equals_single_device():
+  """PacGAN pairs (pack=2) on 8 devices x 2 examples: each device packs its own pair, as one
+  device packs consecutive examples; the relativistic G loss packs the real batch too."""
+  spec = mlp_spec(loss="relativistic", penalty="r1", penalty_weight=1.0, pack=2)
+  ref, ref_metrics = single_device(spec, (6,), 2)
+  state, metrics, _ = sharded(spec, (6,), 2)
+  assert_trees_close(state, ref, rtol=1e-5, atol=1e-6)
+  assert_trees_close(metrics, ref_metrics, rtol=1e-5, atol=1e-6)
+  fn = parallel.pmap_step(spec)
+  state = parallel.pmap_replicate(create_state(spec, jax.random.key(0), (6,)))
+  for x in batches((6,), 2):
+    state, _ = fn(state, x)
+  assert_trees_close(parallel.pmap_unreplicate(state), ref, rtol=1e-5, atol=1e-6)
+
+
 def test_an_n_times_gradient_would_be_caught():
   """One SGD step of D: the sharded update equals the single-device one, and the single-device
   update with 8x the gradient (what an extra psum over 8 devices gives) is far from it."""

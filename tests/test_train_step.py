@@ -10,7 +10,7 @@ import pytest
 from jaxgan import losses, penalties
 from jaxgan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from jaxgan.state import GANSpec, create_state, spec_from_config
-from jaxgan.train_step import train_step
+from jaxgan.train_step import pack, train_step
 
 
 def test_eight_fake_devices():
@@ -36,12 +36,15 @@ def run(spec, steps=3, shape=(8, 6)):
   return state, metrics
 
 
-def test_d_and_g_updates_match_a_hand_written_reference():
-  """With SGD, one step must equal: d -= lr * grad(d_loss + w*R1); g -= lr * grad(g_loss)."""
+@pytest.mark.parametrize("pack", [1, 2])
+def test_d_and_g_updates_match_a_hand_written_reference(pack):
+  """With SGD, one step must equal: d -= lr * grad(d_loss + w*R1); g -= lr * grad(g_loss).
+  pack=2 (PacGAN): D judges pairs of consecutive examples, R1 per pair."""
   lr, w = 0.1, 2.0
   spec = small_spec(g_tx=optax.sgd(lr), d_tx=optax.sgd(lr), loss="hinge",
-                    penalty="r1", penalty_weight=w)
+                    penalty="r1", penalty_weight=w, pack=pack)
   state = create_state(spec, jax.random.key(0), (6,))
+  assert state.d_params["Dense_0"]["kernel"].shape == (6 * pack, 16)
   real = batch_for(0)
   new, metrics = jax.jit(functools.partial(train_step, spec))(state, real)
 
@@ -50,20 +53,32 @@ def test_d_and_g_updates_match_a_hand_written_reference():
   k_z, _ = jax.random.split(jax.random.fold_in(k_d, 0))
   z_d = jax.random.normal(k_z, (8, 4))
   z_g = jax.random.normal(k_g, (8, 4))
+  packed = lambda x: x.reshape(8 // pack, 6 * pack)                 # vectors: pairs side by side
   fake = G.apply({"params": state.g_params}, z_d)
   def d_total(p):
     d = lambda x: D.apply({"params": p}, x)
-    gx = jax.vmap(jax.grad(lambda x: d(x[None])[0]))(real)         # per-example input grads
+    gx = jax.vmap(jax.grad(lambda x: d(x[None])[0]))(packed(real))  # per-pack input grads
     r1 = jnp.mean(jnp.sum(gx ** 2, axis=1))
-    return jnp.mean(jax.nn.relu(1 - d(real))) + jnp.mean(jax.nn.relu(1 + d(fake))) + w * r1
+    return (jnp.mean(jax.nn.relu(1 - d(packed(real)))) + jnp.mean(jax.nn.relu(1 + d(packed(fake))))
+            + w * r1)
   d_ref = jax.tree.map(lambda p, g: p - lr * g, state.d_params, jax.grad(d_total)(state.d_params))
-  g_total = lambda p: -jnp.mean(D.apply({"params": d_ref}, G.apply({"params": p}, z_g)))
+  g_total = lambda p: -jnp.mean(D.apply({"params": d_ref}, packed(G.apply({"params": p}, z_g))))
   g_ref = jax.tree.map(lambda p, g: p - lr * g, state.g_params, jax.grad(g_total)(state.g_params))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                new.d_params, d_ref)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                new.g_params, g_ref)
   assert int(new.step) == 1
+
+
+def test_pack_stacks_consecutive_examples_on_the_last_axis():
+  x = jnp.arange(6 * 2 * 2 * 3, dtype=jnp.float32).reshape(6, 2, 2, 3)  # [B, H, W, C]
+  p = pack(x, 3)
+  assert p.shape == (2, 2, 2, 9)
+  np.testing.assert_array_equal(p[1], jnp.concatenate([x[3], x[4], x[5]], axis=-1))
+  assert pack(x, 1) is x
+  with pytest.raises(ValueError, match="divisible by 4"):
+    pack(x, 4)
 
 
 @pytest.mark.parametrize("loss", sorted(losses.LOSSES))
@@ -147,7 +162,7 @@ def test_spec_from_default_config(mlp_config):
 
 
 def test_train_steps_scan_equals_k_single_steps():
-  from jaxgan.train_step import train_steps
+  from jaxgan.train_step import pack, train_steps
   spec = small_spec(penalty="r1", penalty_weight=1.0, penalty_every=2, ema_decay=0.9)
   single, _ = run(spec, steps=4)
   state = create_state(spec, jax.random.key(0), (6,))
