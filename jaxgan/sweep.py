@@ -7,7 +7,9 @@
 The members are the product (values x seeds): member (v, s) is the run `jaxgan train` would do
 with `--config.seed=s --config.KEY=v` (seeds config.seed .. config.seed + N - 1). Each member has
 its own state, its own key and its own data stream (the source's pure `keyed_batch(key(s), step)`),
-so member i equals a single run with that seed, up to float rounding (tested).
+so member i equals a single run with that seed, up to float rounding (tested). The members move
+in lockstep and share the step counter inside the program (`_lockstep`), so a lazy penalty's
+`lax.cond` on the step runs the penalty only on its steps, as in a single run.
 
 A swept hyper-parameter is passed to the step as a traced per-member scalar: the spec is rebuilt
 inside the vmapped function with it (`member_spec`), so one program serves every value. Only
@@ -83,6 +85,18 @@ def _chunk(spec, config, keyed_batch, num_steps, state, data_key, hp):
   return state, jax.tree.map(lambda m: m[-1], metrics)               # metrics of the last step
 
 
+def _lockstep(chunk):
+  """vmap of `chunk(state, data_key, hp)` over the members, with the step shared: the members
+  move in lockstep, and a step that vmap saw as batched would turn the lazy penalty's
+  `lax.cond(step % k == 0, ...)` into a select that runs the penalty on every step."""
+  def run(state, data_key, hp):
+    axes = jax.tree.map(lambda _: 0, state).replace(step=None)
+    out, metrics = jax.vmap(chunk, in_axes=(axes, 0, 0), out_axes=(axes, 0))(
+        state.replace(step=state.step[0]), data_key, hp)
+    return out.replace(step=jnp.broadcast_to(out.step, state.step.shape)), metrics
+  return run
+
+
 def members(config, seeds: int, param: Optional[str] = None,
             values: Sequence[str] = ()) -> list[tuple[str, object]]:
   """[(name, member config)]: the product values x seeds, each config validated."""
@@ -109,6 +123,21 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
+def _check_steps_per_call(steps_per_call: Optional[int], config,
+                          left: Optional[int] = None) -> int:
+  """The steps per compiled call: `steps_per_call`, which must divide the log/sample/checkpoint
+  cadence and the `left` steps to go (None: not known yet), or by default their gcd."""
+  if left is not None and left <= 0:
+    return 1
+  cadence = math.gcd(config.log_every, config.sample_every, config.checkpoint_every, left or 0)
+  every = steps_per_call or cadence
+  if cadence % every:
+    raise config_lib.ConfigError(
+        f"--steps-per-call {every} must divide log_every, sample_every, checkpoint_every"
+        f"{'' if left is None else f' and the steps left ({left})'}; their gcd is {cadence}")
+  return every
+
+
 def _resume_step(ckpts) -> int:
   steps = [set(c.all_steps()) for c in ckpts]
   common = set.intersection(*steps)
@@ -130,6 +159,7 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
   if steps_per_call is not None and steps_per_call < 1:
     raise config_lib.ConfigError(f"--steps-per-call must be >= 1, got {steps_per_call}")
   runs = members(config, seeds, param, values)
+  _check_steps_per_call(steps_per_call, config)                     # before any file is written
   workdir = Path(workdir)
   source = data_lib.make_source(config.data, config.batch_size, config.seed)
   if source.keyed_batch is None:
@@ -155,20 +185,17 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
     state = _stack([c.restore(template, start) for c in ckpts])
     _log(f"resumed sweep {workdir} from step {start}")
   left = config.steps - start
-  cadence = math.gcd(config.log_every, config.sample_every, config.checkpoint_every,
-                     left) if left > 0 else 1
-  every = steps_per_call or cadence
-  if left > 0 and cadence % every:
+  try:
+    every = _check_steps_per_call(steps_per_call, config, left)
+  except config_lib.ConfigError:
     for c in ckpts:
       c.close()
-    raise config_lib.ConfigError(
-        f"--steps-per-call {every} must divide log_every, sample_every, checkpoint_every and "
-        f"the steps left ({left}); their gcd is {cadence}")
+    raise
   _log(f"sweep of {n} members ({', '.join(name for name, _ in runs[:3])}{', ...' if n > 3 else ''}) "
        f"in one program on {jax.devices()[0].platform}; data {source.name} "
        f"{tuple(source.shape)}; steps {start} -> {config.steps}, {every} per call")
 
-  chunk_fn = jax.jit(jax.vmap(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
+  chunk_fn = jax.jit(_lockstep(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
                      donate_argnums=0)
   use_ema = config.ema_decay > 0
   sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema)))

@@ -19,7 +19,7 @@ def small_grid_config():
   return config_lib.apply_overrides(c, [
       "steps=6", "batch_size=32", "log_every=3", "sample_every=6", "checkpoint_every=3",
       "num_sample_images=16", "model.latent_dim=4", "model.g_hidden=(16,16)",
-      "model.d_hidden=(16,16)", "seed=5", "ema_decay=0.9"])
+      "model.d_hidden=(16,16)", "seed=5", "ema_decay=0.9", "penalty.every=2"])
 
 
 @pytest.fixture
@@ -173,9 +173,33 @@ def test_chunk_scans_only_when_it_has_several_steps(grid_config, k, scanned):
   assert ("scan" in str(jaxpr)) == scanned
 
 
+@pytest.mark.parametrize("shared_step", [True, False])
+def test_members_share_the_step_so_the_lazy_penalty_stays_a_cond(grid_config, shared_step):
+  """With the step batched, vmap turns `lax.cond(step % k == 0, R1, 0)` into a select that runs
+  R1 on every step (and keeps it on 1 step in k); `_lockstep` shares the step.
+  The numerics of the lazy penalty in a sweep: test_member_equals_the_single_run_with_its_seed
+  (penalty.every=2)."""
+  import functools
+  from jaxgan import data as data_lib
+  from jaxgan.state import create_state, spec_from_config
+  from jaxgan.sweep import _chunk, _lockstep
+  source = data_lib.make_source(grid_config.data, grid_config.batch_size, grid_config.seed)
+  spec = spec_from_config(grid_config, source.shape)
+  keys = jax.vmap(jax.random.key)(np.arange(2))
+  state = jax.vmap(lambda k: create_state(spec, k, source.shape))(keys)
+  chunk = functools.partial(_chunk, spec, grid_config, source.keyed_batch, 1)
+  fn = _lockstep(chunk) if shared_step else jax.vmap(chunk)
+  assert spec.penalty_every == 2
+  assert ("cond[" in str(jax.make_jaxpr(fn)(state, keys, {}))) == shared_step
+  if shared_step:
+    out, metrics = jax.jit(fn)(state, keys, {})
+    assert out.step.tolist() == [1, 1] and metrics["g_loss"].shape == (2,)
+
+
 def test_steps_per_call_must_divide_the_cadence(grid_config, tmp_path):
   with pytest.raises(config_lib.ConfigError, match="must divide log_every.*their gcd is 3"):
     sweep(grid_config, tmp_path / "a", seeds=1, steps_per_call=2, progress=False)
+  assert not (tmp_path / "a").exists()                               # refused before any file
   with pytest.raises(config_lib.ConfigError, match="--steps-per-call must be >= 1"):
     sweep(grid_config, tmp_path / "b", seeds=1, steps_per_call=0, progress=False)
 
