@@ -158,18 +158,24 @@ def test_one_step_per_call_equals_the_scanned_chunks(seed_sweep, tmp_path):
     assert rows == [3, 6]
 
 
-@pytest.mark.parametrize("k, scanned", [(1, False), (3, True)])
-def test_chunk_scans_only_when_it_has_several_steps(grid_config, k, scanned):
+def _chunk_of(config, k):
+  """(spec, key -> a member's initial state, `sweep._chunk` of k steps with the spec and data
+  bound) for `config`."""
   import functools
   from jaxgan import data as data_lib
   from jaxgan.state import create_state, spec_from_config
   from jaxgan.sweep import _chunk
-  source = data_lib.make_source(grid_config.data, grid_config.batch_size, grid_config.seed)
-  spec = spec_from_config(grid_config, source.shape)
+  source = data_lib.make_source(config.data, config.batch_size, config.seed)
+  spec = spec_from_config(config, source.shape)
+  create = lambda key: create_state(spec, key, source.shape)
+  return spec, create, functools.partial(_chunk, spec, config, source.keyed_batch, k)
+
+
+@pytest.mark.parametrize("k, scanned", [(1, False), (3, True)])
+def test_chunk_scans_only_when_it_has_several_steps(grid_config, k, scanned):
+  _, create, chunk = _chunk_of(grid_config, k)
   key = jax.random.key(0)
-  state = create_state(spec, key, source.shape)
-  jaxpr = jax.make_jaxpr(functools.partial(_chunk, spec, grid_config, source.keyed_batch, k))(
-      state, key, {})
+  jaxpr = jax.make_jaxpr(chunk)(create(key), key, {})
   assert ("scan" in str(jaxpr)) == scanned
 
 
@@ -179,15 +185,10 @@ def test_members_share_the_step_so_the_lazy_penalty_stays_a_cond(grid_config, sh
   R1 on every step (and keeps it on 1 step in k); `_lockstep` shares the step.
   The numerics of the lazy penalty in a sweep: test_member_equals_the_single_run_with_its_seed
   (penalty.every=2)."""
-  import functools
-  from jaxgan import data as data_lib
-  from jaxgan.state import create_state, spec_from_config
-  from jaxgan.sweep import _chunk, _lockstep
-  source = data_lib.make_source(grid_config.data, grid_config.batch_size, grid_config.seed)
-  spec = spec_from_config(grid_config, source.shape)
+  from jaxgan.sweep import _lockstep
+  spec, create, chunk = _chunk_of(grid_config, 1)
   keys = jax.vmap(jax.random.key)(np.arange(2))
-  state = jax.vmap(lambda k: create_state(spec, k, source.shape))(keys)
-  chunk = functools.partial(_chunk, spec, grid_config, source.keyed_batch, 1)
+  state = jax.vmap(create)(keys)
   fn = _lockstep(chunk) if shared_step else jax.vmap(chunk)
   assert spec.penalty_every == 2
   assert ("cond[" in str(jax.make_jaxpr(fn)(state, keys, {}))) == shared_step
