@@ -102,16 +102,11 @@ def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
 def _g_loss(spec: GANSpec, state: GANState, g_params, real, z):
   loss = losses.get_loss(spec.loss)
   fake, g_state = _apply(spec.generator, g_params, state.g_state, z, train=True)
-  packed = pack(fake, spec.pack)                                     # [B/pack, ...]
-  if loss.g_needs_real:
-    real = pack(real, spec.pack)
-    logits, _ = _apply(spec.discriminator, state.d_params, state.d_state,
-                       jnp.concatenate([real, packed]), train=False)
-    real_logits = jax.lax.stop_gradient(logits[:real.shape[0]])
-    fake_logits = logits[real.shape[0]:]
+  d_fn = lambda x: _apply(spec.discriminator, state.d_params, state.d_state, x, train=False)[0]
+  fake_logits = d_fn(pack(fake, spec.pack))                          # [B/pack]
+  if loss.g_needs_real:  # a forward of its own: no backward through D on the real half
+    real_logits = jax.lax.stop_gradient(d_fn(pack(real, spec.pack)))  # [B/pack]
   else:
-    fake_logits, _ = _apply(spec.discriminator, state.d_params, state.d_state, packed,
-                            train=False)
     real_logits = jnp.zeros_like(fake_logits)
   return loss.g(real_logits, fake_logits), (g_state, fake)
 
