@@ -127,6 +127,8 @@ def _check_steps_per_call(steps_per_call: Optional[int], config,
                           left: Optional[int] = None) -> int:
   """The steps per compiled call: `steps_per_call`, which must divide the log/sample/checkpoint
   cadence and the `left` steps to go (None: not known yet), or by default their gcd."""
+  if steps_per_call is not None and steps_per_call < 1:
+    raise config_lib.ConfigError(f"--steps-per-call must be >= 1, got {steps_per_call}")
   if left is not None and left <= 0:
     return 1
   cadence = math.gcd(config.log_every, config.sample_every, config.checkpoint_every, left or 0)
@@ -156,8 +158,6 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
   writes) the summary. `steps_per_call`: steps per compiled call (default: all the steps
   between two log/sample/checkpoint points, in one scan)."""
   config_lib.validate(config)
-  if steps_per_call is not None and steps_per_call < 1:
-    raise config_lib.ConfigError(f"--steps-per-call must be >= 1, got {steps_per_call}")
   runs = members(config, seeds, param, values)
   _check_steps_per_call(steps_per_call, config)                     # before any file is written
   workdir = Path(workdir)
