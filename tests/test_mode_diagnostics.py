@@ -55,3 +55,16 @@ def test_stacked_digit_frequencies_per_channel(diag):
   # softmax of 20 * one-hot: 1 / (1 + 9 e^-20), for generated and real digits alike
   top = 1 / (1 + 9 * np.exp(-20.0))
   assert d["mean_top_prob"] == pytest.approx(top) and d["real_mean_top_prob"] == pytest.approx(top)
+
+
+def test_the_metrics_pass_probabilities_give_the_same_diagnostics(diag):
+  """diagnose() reads the probabilities of the metrics' own classification (stacked_modes'
+  digit order) instead of classifying the digits again: same result, same labels."""
+  from jaxgan.metrics.modes import stacked_modes
+  rng = np.random.default_rng(2)
+  labels = rng.integers(0, 10, size=(50, 3))                         # [N, 3] digit triples
+  x = np.broadcast_to(labels[:, None, None, :] / 10.0, (50, 4, 4, 3)).copy()
+  clf = _BrightnessClassifier()
+  keep = diag._KeepProbs(clf)
+  assert stacked_modes(x, keep).tolist() == (labels @ [100, 10, 1]).tolist()
+  assert diag.stacked_diagnostics(x, clf, keep.probs) == diag.stacked_diagnostics(x, clf)
