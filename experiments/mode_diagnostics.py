@@ -54,7 +54,10 @@ def _probs(classifier, digits):
   return _softmax(classifier.features_and_logits(digits)[1])         # [M, 10]
 
 
-_REAL_TOP_PROB = {}  # id(classifier) -> its mean top probability on the embedded real digits
+@functools.lru_cache(maxsize=1)
+def _real_top_prob(classifier) -> float:
+  """The classifier's mean top probability on the 5,000 embedded real digits."""
+  return float(_probs(classifier, load_embedded_images("mnist5k")).max(1).mean())
 
 
 def stacked_diagnostics(x: np.ndarray, classifier, probs: Optional[np.ndarray] = None) -> dict:
@@ -65,12 +68,9 @@ def stacked_diagnostics(x: np.ndarray, classifier, probs: Optional[np.ndarray] =
     probs = _probs(classifier, digits)                               # [3N, 10]
   labels = probs.argmax(1).reshape(-1, 3)                            # [N, 3]
   freq = [np.bincount(labels[:, c], minlength=10) / len(labels) for c in range(3)]
-  if id(classifier) not in _REAL_TOP_PROB:
-    real = _probs(classifier, load_embedded_images("mnist5k"))       # [5000, 10]
-    _REAL_TOP_PROB[id(classifier)] = (classifier, float(real.max(1).mean()))
   return dict(channel_digit_freq=[f.round(4).tolist() for f in freq],
               mean_top_prob=float(probs.max(1).mean()),
-              real_mean_top_prob=_REAL_TOP_PROB[id(classifier)][1])
+              real_mean_top_prob=_real_top_prob(classifier))
 
 
 class _KeepProbs:
