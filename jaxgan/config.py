@@ -137,7 +137,8 @@ def _flat_json(config) -> dict:
 
 # Keys added after runs were written, with the value that reproduces those runs: a workdir
 # whose config.json lacks one resumes as if it had that value.
-ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1}
+ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
+              "model.g_batch_norm": False}
 
 
 def lr_decay(config) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 """The pure train step: reference numerics, determinism, no recompiles, every loss/penalty."""
+import dataclasses
 import functools
 
 import jax
@@ -156,6 +157,29 @@ def test_dcgan32_step_updates_batch_stats_and_spectral_norm(spectral_norm):
     u_old = old_d_state["batch_stats"]["SpectralNorm_0"]["Conv_0/kernel/u"]
     u_new = new.d_state["batch_stats"]["SpectralNorm_0"]["Conv_0/kernel/u"]
     assert not np.allclose(u_old, u_new)
+
+
+def test_mlp_generator_batch_norm_updates_its_statistics_in_the_step():
+  spec = dataclasses.replace(small_spec(penalty="r1", penalty_weight=1.0),
+                             generator=MLPGenerator((6,), (16,), "none", batch_norm=True))
+  state = create_state(spec, jax.random.key(0), (6,))
+  assert state.g_state["batch_stats"]["BatchNorm_0"]["mean"].shape == (16,)
+  new, metrics = jax.jit(functools.partial(train_step, spec))(state, batch_for(0))
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert not np.allclose(state.g_state["batch_stats"]["BatchNorm_0"]["mean"],
+                         new.g_state["batch_stats"]["BatchNorm_0"]["mean"])
+
+
+def test_mlp_discriminator_leaky_relu_passes_negative_preactivations():
+  x = jax.random.normal(jax.random.key(0), (5, 6))
+  relu, leaky = MLPDiscriminator((16,)), MLPDiscriminator((16,), activation="leaky_relu")
+  params = relu.init(jax.random.key(1), x)                           # same parameters
+  h = x @ params["params"]["Dense_0"]["kernel"] + params["params"]["Dense_0"]["bias"]  # [5, 16]
+  w, b = params["params"]["Dense_1"]["kernel"][:, 0], params["params"]["Dense_1"]["bias"][0]
+  np.testing.assert_allclose(leaky.apply(params, x), jnp.where(h > 0, h, 0.2 * h) @ w + b,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(relu.apply(params, x), jnp.maximum(h, 0) @ w + b,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_spec_from_default_config(mlp_config):

@@ -21,8 +21,11 @@ def build_models(cfg, data_shape: Sequence[int],
     raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
   dtype = PRECISIONS[precision]
   if cfg.name == "mlp":
-    return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation, dtype),
-            MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm, dtype))
+    # g_batch_norm, d_activation: configs written before these keys get the old model
+    return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation, dtype,
+                         batch_norm=cfg.get("g_batch_norm", False)),
+            MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm, dtype,
+                             activation=cfg.get("d_activation", "relu")))
   if cfg.name == "dcgan":
     if len(data_shape) != 3 or data_shape[0] != data_shape[1] or data_shape[0] not in (32, 64):
       raise ValueError(f"model 'dcgan' needs 32x32 or 64x64 images; the data has shape "

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS = {"tanh": jnp.tanh, "none": lambda x: x}
+# Hidden-layer activations of the discriminator (G's hidden layers are ReLU).
+D_ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2)}
 
 
 class MLPGenerator(nn.Module):
@@ -18,13 +20,16 @@ class MLPGenerator(nn.Module):
   hidden: Sequence[int] = (128, 256)
   out_activation: str = "tanh"
   dtype: Any = jnp.float32       # compute dtype; params stay float32, the output is float32
+  batch_norm: bool = False       # BatchNorm before each hidden ReLU (G's 'batch_stats')
 
   @nn.compact
   def __call__(self, z, train: bool = True):
-    del train  # no batch statistics in this model
     h = z
     for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+      h = nn.Dense(width, dtype=self.dtype)(h)
+      if self.batch_norm:
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
+      h = nn.relu(h)
     x = nn.Dense(int(np.prod(self.out_shape)), dtype=self.dtype)(h)  # [B, prod(out_shape)]
     x = ACTIVATIONS[self.out_activation](x).astype(jnp.float32)
     return x.reshape((z.shape[0], *self.out_shape))                  # [B, *out_shape]
@@ -35,12 +40,14 @@ class MLPDiscriminator(nn.Module):
   hidden: Sequence[int] = (256, 128)
   spectral_norm: bool = False
   dtype: Any = jnp.float32       # compute dtype; params stay float32, logits are float32
+  activation: str = "relu"       # hidden layers: "relu" (the seed's) or "leaky_relu" (0.2)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
+    act = D_ACTIVATIONS[self.activation]
     h = x.reshape((x.shape[0], -1))                                  # [B, D]
     for width in self.hidden:
-      h = nn.relu(self._dense(width, h, train))
+      h = act(self._dense(width, h, train))
     return self._dense(1, h, train)[:, 0].astype(jnp.float32)        # [B]
 
   def _dense(self, width, h, train):
