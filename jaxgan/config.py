@@ -155,6 +155,23 @@ def config_diff(old, new) -> list[str]:
           if k not in RESUMABLE_KEYS and a.get(k, absent) != b.get(k, absent)]
 
 
+def _check_choices(config) -> None:
+  """Names that select code (loss, penalty, model, activations, ...) must be known ones."""
+  from jaxgan import losses, models, penalties                      # lazy: no import cycle
+  from jaxgan.models import dcgan, mlp
+  choices = {"loss": tuple(losses.LOSSES), "penalty.name": ("none", *penalties.PENALTIES),
+             "model.name": models.MODELS, "precision": tuple(models.PRECISIONS)}
+  if config.model.name == "mlp":
+    choices.update({"model.out_activation": tuple(mlp.ACTIVATIONS),
+                    "model.d_activation": tuple(mlp.D_ACTIVATIONS)})
+  if config.model.name == "dcgan":
+    choices["model.upsample"] = dcgan.UPSAMPLE
+  flat = {**ADDED_KEYS, **_flat_json(config)}
+  for key, valid in choices.items():
+    if key in flat and flat[key] not in valid:
+      raise ConfigError(f"config.{key} = {flat[key]!r} is not one of: {', '.join(valid)}")
+
+
 def validate(config) -> None:
   """Checks values that the types alone cannot."""
   def positive(key):
@@ -162,6 +179,7 @@ def validate(config) -> None:
       raise ConfigError(f"config.{key} must be > 0, got {config[key]}")
   for key in ("steps", "batch_size", "checkpoint_every", "log_every", "sample_every"):
     positive(key)
+  _check_choices(config)
   for key in ("eval_every", "eval_num"):
     if config.get(key, 0) < 0:
       raise ConfigError(f"config.{key} must be >= 0 (0: no eval / the data's default), "

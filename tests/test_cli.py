@@ -67,6 +67,18 @@ def test_ill_typed_values_are_refused(tmp_path, capsys, override, match):
   assert match in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("override,valid", [
+    ("loss=hindge", "non_saturating, minimax, hinge"), ("penalty.name=r3", "none, r1, r2, wgan_gp"),
+    ("model.name=resnet", "mlp, dcgan"), ("precision=fp16", "fp32, bf16"),
+    ("model.out_activation=sigmoid", "tanh, none"),
+    ("model.d_activation=gelu", "relu, leaky_relu")])
+def test_unknown_choices_are_refused_with_the_valid_ones(tmp_path, capsys, override, valid):
+  assert main(["train", "--workdir", str(tmp_path), f"--config.{override}"]) == 2
+  key, value = override.split("=")
+  assert f"config.{key} = {value!r} is not one of: {valid}" in capsys.readouterr().err
+  assert not (tmp_path / "checkpoints").exists()
+
+
 def test_missing_data_set_is_a_clear_error(tmp_path, capsys):
   code = main(["train", "--workdir", str(tmp_path), "--config.data.name=cifar10",
                f"--config.data.data_dir={tmp_path}"])

@@ -31,6 +31,9 @@ def depth_to_space(x, block: int = 2):
   return x.reshape(b, h * block, w * block, c_out)
 
 
+UPSAMPLE = ("transpose", "subpixel")
+
+
 class Upsample2x(nn.Module):
   features: int
   method: str = "transpose"
@@ -45,7 +48,7 @@ class Upsample2x(nn.Module):
       x = nn.Conv(4 * self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
                   dtype=self.dtype)(x)
       return depth_to_space(x, 2)                                    # [B, 2H, 2W, F]
-    raise ValueError(f"unknown upsample method {self.method!r}; valid: 'transpose', 'subpixel'")
+    raise ValueError(f"unknown upsample method {self.method!r}; valid: {', '.join(UPSAMPLE)}")
 
 
 class DCGANGenerator(nn.Module):
