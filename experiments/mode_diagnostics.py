@@ -7,8 +7,8 @@ For a 2D mixture (grid25, ring8), of the samples that `jaxgan.metrics.modes` sco
   cluster_std_ratio   median over modes of the generated cluster's std (samples within 3 std)
                       over the data's std: < 1 means the modes are sharper than the data's
 For Stacked MNIST: each channel's digit frequencies and the classifier's mean top probability
-  on generated digits (blurry digits are read with low confidence, and unevenly), beside its
-  mean top probability on the 5,000 embedded real digits.
+  on generated digits (damaged digits are read with low confidence), beside its mean top
+  probability on the 5,000 embedded real digits.
 
 Samples use the summaries' noise seed (jaxgan.sweep.EVAL_NOISE_SEED), EMA generator.
 
