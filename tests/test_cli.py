@@ -71,10 +71,12 @@ def test_ill_typed_values_are_refused(tmp_path, capsys, override, match):
     ("loss=hindge", "non_saturating, minimax, hinge"), ("penalty.name=r3", "none, r1, r2, wgan_gp"),
     ("model.name=resnet", "mlp, dcgan"), ("precision=fp16", "fp32, bf16"),
     ("model.out_activation=sigmoid", "tanh, none"),
-    ("model.d_activation=gelu", "relu, leaky_relu")])
+    ("model.d_activation=gelu", "relu, leaky_relu"),
+    ("model.name=dcgan model.upsample=bilinear", "transpose, subpixel")])
 def test_unknown_choices_are_refused_with_the_valid_ones(tmp_path, capsys, override, valid):
-  assert main(["train", "--workdir", str(tmp_path), f"--config.{override}"]) == 2
-  key, value = override.split("=")
+  overrides = [f"--config.{o}" for o in override.split()]
+  assert main(["train", "--workdir", str(tmp_path), *overrides]) == 2
+  key, value = override.split()[-1].split("=")
   assert f"config.{key} = {value!r} is not one of: {valid}" in capsys.readouterr().err
   assert not (tmp_path / "checkpoints").exists()
 
