@@ -166,7 +166,7 @@ def _check_choices(config) -> None:
                     "model.d_activation": tuple(mlp.D_ACTIVATIONS)})
   if config.model.name == "dcgan":
     choices["model.upsample"] = dcgan.UPSAMPLE
-  flat = {**ADDED_KEYS, **_flat_json(config)}
+  flat = _flat_json(config)                                          # absent keys: not checked
   for key, valid in choices.items():
     if key in flat and flat[key] not in valid:
       raise ConfigError(f"config.{key} = {flat[key]!r} is not one of: {', '.join(valid)}")
