@@ -208,17 +208,20 @@ def good_run(tmp_path_factory):
   return wd, state
 
 
-def _largest_files(step_dir: Path) -> list[Path]:
-  """The largest files of a step (a save from a multi-device mesh can hold the largest array
-  data twice: in ocdbt.process_0/d/ and in the merged d/, of which only one is read)."""
-  files = [p for p in step_dir.rglob("*") if p.is_file()]
-  size = max(p.stat().st_size for p in files)
-  return [p for p in files if p.stat().st_size == size]
+def _array_data_files(step_dir: Path) -> list[Path]:
+  """Every file of a step's array data: OCDBT's data files sit in `d/` folders (the merged
+  `default/d/` and `default/ocdbt.process_0/d/`). How the bytes split into files varies from
+  save to save, so choosing "the largest file" of the step could pick `_sharding` instead, which
+  a restore with target shardings never reads (that made this test flaky in CI)."""
+  files = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files, f"no array data files under {step_dir}"
+  return files
 
 
 CORRUPTIONS = {
-    "truncated_file": lambda d: [os.truncate(p, p.stat().st_size // 2) for p in _largest_files(d)],
-    "deleted_array_file": lambda d: [p.unlink() for p in _largest_files(d)],
+    "truncated_file": lambda d: [os.truncate(p, p.stat().st_size // 2)
+                                 for p in _array_data_files(d)],
+    "deleted_array_file": lambda d: [p.unlink() for p in _array_data_files(d)],
     "missing_commit_marker": lambda d: (d / "commit_success.txt").unlink(),
     "unfinished_tmp_dir": lambda d: d.rename(d.with_name(d.name + ".orbax-checkpoint-tmp-17")),
 }
