@@ -138,7 +138,7 @@ def _flat_json(config) -> dict:
 # Keys added after runs were written, with the value that reproduces those runs: a workdir
 # whose config.json lacks one resumes as if it had that value.
 ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
-              "model.g_batch_norm": False}
+              "model.g_batch_norm": False, "model.d_minibatch_std": 0}
 
 
 def lr_decay(config) -> tuple[int, int]:
@@ -190,6 +190,11 @@ def validate(config) -> None:
   if pack < 1 or config.batch_size % pack:
     raise ConfigError(f"config.pack must be >= 1 and divide batch_size ({config.batch_size}), "
                       f"got {pack}")
+  group = config.model.get("d_minibatch_std", 0)
+  if group < 0 or group and (config.batch_size // pack) % group:
+    raise ConfigError(f"config.model.d_minibatch_std must be 0 (off) or a group size >= 1 that "
+                      f"divides D's batch, batch_size / pack = {config.batch_size // pack}; "
+                      f"got {group}")
   decay = lr_decay(config)
   if len(decay) != 2 or decay != (0, 0) and not 0 <= decay[0] < decay[1]:
     raise ConfigError(f"config.optim.lr_decay must be (start, end) with 0 <= start < end, or "

@@ -170,8 +170,10 @@ def pmap_step(spec: GANSpec, devices: Optional[Sequence[jax.Device]] = None):
   statistics (each device's B / n examples), and the running statistics are averaged over
   devices afterwards; so with BatchNorm in G the pmap path differs from the jit path (global
   statistics), without it they agree up to rounding. WGAN-GP's interpolation weights are drawn
-  per device (fold_in of the device index). The losses in the metrics equal the jit path's;
-  the gradient norms and batch pairwise distances are per-device values, averaged.
+  per device (fold_in of the device index). A minibatch-std D (`model.d_minibatch_std = G`)
+  groups each device's examples, min(G, B / n) at a time: as jit when G divides B / n. The
+  losses in the metrics equal the jit path's; the gradient norms and batch pairwise distances
+  are per-device values, averaged.
   """
   devices = list(devices if devices is not None else jax.local_devices())
   pspec = dataclasses.replace(spec, g_tx=_pmean_grads(spec.g_tx, DATA),

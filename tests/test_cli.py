@@ -61,7 +61,9 @@ def test_unknown_config_key_lists_valid_keys(tmp_path, capsys):
 
 @pytest.mark.parametrize("override,match", [
     ("steps=ten", "expected a int"), ("model.spectral_norm=maybe", "boolean"),
-    ("steps=1.5", "expected an int"), ("steps=0", "must be > 0")])
+    ("steps=1.5", "expected an int"), ("steps=0", "must be > 0"),
+    ("model.d_minibatch_std=3", "d_minibatch_std must be 0 (off) or a group size >= 1 that "
+                                "divides D's batch, batch_size / pack = 64; got 3")])
 def test_ill_typed_values_are_refused(tmp_path, capsys, override, match):
   assert main(["train", "--workdir", str(tmp_path), f"--config.{override}"]) == 2
   assert match in capsys.readouterr().err

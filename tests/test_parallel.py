@@ -1,5 +1,6 @@
 """Data parallelism on 8 fake CPU devices: sharded step == single-device step (every loss and
 penalty, BatchNorm, spectral norm), pmap == jit, steps_per_call, train() on 1 vs 8 devices."""
+import dataclasses
 import functools
 import json
 
@@ -95,6 +96,26 @@ def test_packed_step_on_8_devices_and_pmap_equals_single_device():
   assert_trees_close(metrics, ref_metrics, rtol=1e-5, atol=1e-6)
   fn = parallel.pmap_step(spec)
   state = parallel.pmap_replicate(create_state(spec, jax.random.key(0), (6,)))
+  for x in batches((6,), 2):
+    state, _ = fn(state, x)
+  assert_trees_close(parallel.pmap_unreplicate(state), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_minibatch_std_step_on_8_devices_equals_single_device():
+  """Minibatch-std groups of 4 over a global batch of 16 (2 per device): under jit a group
+  spans two devices and the step equals one device's."""
+  spec = lambda group: dataclasses.replace(
+      mlp_spec(loss="relativistic", penalty="r1", penalty_weight=1.0),
+      discriminator=MLPDiscriminator((16, 8), minibatch_std=group))
+  ref, ref_metrics = single_device(spec(4), (6,), 2)
+  state, metrics, fn = sharded(spec(4), (6,), 2)
+  assert fn._cache_size() == 1
+  assert_trees_close(state, ref, rtol=1e-5, atol=1e-6)
+  assert_trees_close(metrics, ref_metrics, rtol=1e-5, atol=1e-6)
+  # pmap groups per device: as one device when the group (2) divides the per-device batch (2)
+  ref, _ = single_device(spec(2), (6,), 2)
+  fn = parallel.pmap_step(spec(2))
+  state = parallel.pmap_replicate(create_state(spec(2), jax.random.key(0), (6,)))
   for x in batches((6,), 2):
     state, _ = fn(state, x)
   assert_trees_close(parallel.pmap_unreplicate(state), ref, rtol=1e-5, atol=1e-6)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxgan import penalties
+from jaxgan.models.layers import minibatch_std
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,34 @@ def test_r1_r2_match_finite_differences(name):
   loss = lambda p: fn(lambda y: mlp_d(p, y), real, fake)
   analytic = jax.flatten_util.ravel_pytree(jax.grad(loss)(params))[0]
   np.testing.assert_allclose(analytic, fd_param_grad(loss, params), rtol=1e-5, atol=1e-8)
+
+
+def test_r1_through_a_minibatch_std_feature_matches_finite_differences():
+  """D(x)_i depends on the other examples of i's group, so R1's input gradient of sum(D) has
+  cross-example terms; value and double backward against finite differences."""
+  params = make_params(jax.random.key(11))
+  params["v"] = jnp.float64(0.7)
+  d = lambda p, y: mlp_d(p, y) + p["v"] * minibatch_std(y, 2)[:, -1]   # [B]
+  x = np.asarray(jax.random.normal(jax.random.key(12), (4, 3), jnp.float64))
+  g = fd_input_grad(lambda y: np.asarray(d(params, jnp.asarray(y))), x)
+  g_plain = fd_input_grad(lambda y: np.asarray(mlp_d(params, jnp.asarray(y))), x)
+  assert np.abs(g - g_plain).max() > 0.1                              # the feature matters
+  np.testing.assert_allclose(penalties.r1(lambda y: d(params, y), x, x),
+                             np.mean(np.sum(g ** 2, axis=1)), rtol=1e-7)
+  loss = lambda p: penalties.r1(lambda y: d(p, y), x, x)
+  analytic = jax.flatten_util.ravel_pytree(jax.grad(loss)(params))[0]
+  np.testing.assert_allclose(analytic, fd_param_grad(loss, params), rtol=1e-5, atol=1e-8)
+
+
+def test_r1_through_minibatch_std_is_finite_on_identical_examples():
+  """A group of equal examples has std 0, where d sqrt is infinite: the epsilon keeps R1 and
+  its gradient finite."""
+  params = make_params(jax.random.key(13))
+  params["v"] = jnp.float64(0.7)
+  d = lambda p, y: mlp_d(p, y) + p["v"] * minibatch_std(y, 4)[:, -1]
+  x = jnp.ones((4, 3), jnp.float64)
+  val, g = jax.value_and_grad(lambda p: penalties.r1(lambda y: d(p, y), x, x))(params)
+  assert np.isfinite(float(val)) and all(np.all(np.isfinite(v)) for v in jax.tree.leaves(g))
 
 
 def test_r2_does_not_backprop_into_fakes():

@@ -10,6 +10,7 @@ import pytest
 
 from jaxgan import losses, penalties
 from jaxgan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from jaxgan.models.layers import minibatch_std
 from jaxgan.state import GANSpec, create_state, spec_from_config
 from jaxgan.train_step import pack, train_step
 
@@ -138,13 +139,16 @@ def test_d_steps_do_several_d_updates():
   assert not np.allclose(one.d_params["Dense_0"]["kernel"], two.d_params["Dense_0"]["kernel"])
 
 
-@pytest.mark.parametrize("spectral_norm", [False, True])
-def test_dcgan32_step_updates_batch_stats_and_spectral_norm(spectral_norm):
+@pytest.mark.parametrize("spectral_norm,mbstd", [(False, 0), (True, 2)])
+def test_dcgan32_step_updates_batch_stats_and_spectral_norm(spectral_norm, mbstd):
   spec = GANSpec(generator=DCGANGenerator((32, 32, 3), width=8, upsample="subpixel"),
-                 discriminator=DCGANDiscriminator(width=8, spectral_norm=spectral_norm),
+                 discriminator=DCGANDiscriminator(width=8, spectral_norm=spectral_norm,
+                                                  minibatch_std=mbstd),
                  g_tx=optax.adam(1e-3), d_tx=optax.adam(1e-3), latent_dim=8,
                  penalty="r1", penalty_weight=1.0)
   state = create_state(spec, jax.random.key(0), (32, 32, 3))
+  kernel = state.d_params["Conv_2"]["kernel"]                         # [4, 4, 2w (+1), 4w]
+  assert kernel.shape == (4, 4, 16 + (mbstd > 0), 32)                 # + the minibatch-std map
   old_stats = jax.tree.map(np.asarray, state.g_state)
   old_d_state = jax.tree.map(np.asarray, state.d_state)
   new, metrics = jax.jit(functools.partial(train_step, spec))(
@@ -179,6 +183,46 @@ def test_mlp_discriminator_leaky_relu_passes_negative_preactivations():
   np.testing.assert_allclose(leaky.apply(params, x), jnp.where(h > 0, h, 0.2 * h) @ w + b,
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(relu.apply(params, x), jnp.maximum(h, 0) @ w + b,
+                             rtol=1e-5, atol=1e-6)
+
+
+def _minibatch_std_reference(x, group):
+  x = np.asarray(x, np.float64)
+  out = []
+  for g in np.split(x, x.shape[0] // group):                         # [G, ..., C] each
+    s = np.mean(np.sqrt(np.var(g, axis=0) + 1e-8))
+    out.append(np.concatenate([g, np.full((*g.shape[:-1], 1), s)], -1))
+  return np.concatenate(out)
+
+
+@pytest.mark.parametrize("shape,group", [((8, 5), 4), ((8, 3, 3, 2), 2), ((2, 5), 4)])
+def test_minibatch_std_against_numpy(shape, group):
+  """Per group of consecutive examples (min(group, B)): the features' std, averaged, as one
+  more channel; a group larger than the batch is the whole batch."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  np.testing.assert_allclose(minibatch_std(x, group),
+                             _minibatch_std_reference(x, min(group, shape[0])), rtol=1e-5)
+
+
+def test_minibatch_std_keeps_the_real_and_fake_halves_apart():
+  x = jax.random.normal(jax.random.key(0), (8, 5))                    # [real 4; fake 4]
+  y = x.at[4:].multiply(10.0)
+  np.testing.assert_array_equal(minibatch_std(x, 4)[:4], minibatch_std(y, 4)[:4])
+  assert not np.allclose(minibatch_std(x, 4)[4:, -1], minibatch_std(y, 4)[4:, -1])
+  with pytest.raises(ValueError, match="must divide the discriminator's batch"):
+    minibatch_std(x, 3)
+
+
+def test_mlp_discriminator_minibatch_std_feeds_the_last_hidden_layer():
+  x = jax.random.normal(jax.random.key(0), (4, 6))
+  d = MLPDiscriminator((16, 8), minibatch_std=2)
+  p = d.init(jax.random.key(1), x)["params"]
+  assert p["Dense_1"]["kernel"].shape == (17, 8)                      # 16 features + 1
+  h = jnp.maximum(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], 0)  # [4, 16]
+  h = jnp.asarray(_minibatch_std_reference(h, 2), jnp.float32)       # [4, 17]
+  h = jnp.maximum(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)  # [4, 8]
+  np.testing.assert_allclose(d.apply({"params": p}, x),
+                             (h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"])[:, 0],
                              rtol=1e-5, atol=1e-6)
 
 

@@ -20,18 +20,20 @@ def build_models(cfg, data_shape: Sequence[int],
   if precision not in PRECISIONS:
     raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
   dtype = PRECISIONS[precision]
+  # g_batch_norm, d_activation, d_minibatch_std: configs written before these keys get the
+  # old model
+  mbstd = cfg.get("d_minibatch_std", 0)
   if cfg.name == "mlp":
-    # g_batch_norm, d_activation: configs written before these keys get the old model
     return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation, dtype,
                          batch_norm=cfg.get("g_batch_norm", False)),
             MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm, dtype,
-                             activation=cfg.get("d_activation", "relu")))
+                             activation=cfg.get("d_activation", "relu"), minibatch_std=mbstd))
   if cfg.name == "dcgan":
     if len(data_shape) != 3 or data_shape[0] != data_shape[1] or data_shape[0] not in (32, 64):
       raise ValueError(f"model 'dcgan' needs 32x32 or 64x64 images; the data has shape "
                        f"{data_shape} (set data.image_size=32 or 64 to resize)")
     return (DCGANGenerator(data_shape, cfg.width, cfg.upsample, dtype),
-            DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype))
+            DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype, minibatch_std=mbstd))
   raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")
 
 

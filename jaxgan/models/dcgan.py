@@ -80,6 +80,8 @@ class DCGANDiscriminator(nn.Module):
   width: int = 64
   spectral_norm: bool = False
   dtype: Any = jnp.float32       # compute dtype; params stay float32, logits are float32
+  minibatch_std: int = 0         # > 0: a minibatch-std channel over groups of this many
+                                 # examples, into the last conv (layers.minibatch_std)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -87,7 +89,9 @@ class DCGANDiscriminator(nn.Module):
     if mults is None:
       raise ValueError(f"DCGAN supports 32x32 and 64x64 images, got {x.shape[1:]}")
     h = x
-    for m in mults:
+    for i, m in enumerate(mults):
+      if self.minibatch_std and i == len(mults) - 1:
+        h = layers.minibatch_std(h, self.minibatch_std)              # [B, r, r, C + 1]
       h = nn.leaky_relu(self._layer(nn.Conv(m * self.width, (4, 4), strides=(2, 2),
                                             padding=((1, 1), (1, 1)), dtype=self.dtype,
                                             conv_general_dilated=layers.conv_general_dilated),

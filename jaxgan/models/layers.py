@@ -1,4 +1,5 @@
-"""Stride-2 4x4 convolutions written so that XLA:CPU runs them, and their gradients, fast.
+"""Layers shared by the models: stride-2 4x4 convolutions written so that XLA:CPU runs them,
+and their gradients, fast; and the discriminators' minibatch standard deviation.
 
 XLA:CPU lowers a convolution with input dilation (a transposed conv, and the input gradient
 of every strided conv) to a slow generic loop, several times slower than a plain conv. Both
@@ -15,6 +16,7 @@ parameters, through stride-1 convolutions only:
     with a custom VJP whose input gradient is the transposed conv above, so D's backward to
     its input (the G step, gradient penalties) and the penalties' double backward avoid
     dilated convs too.
+  - `minibatch_std`: ProGAN's batch-diversity feature for a discriminator.
 """
 import flax.linen as nn
 import jax
@@ -88,3 +90,26 @@ class ConvTranspose4x4(nn.Module):
                         (4, 4, x.shape[-1], self.features), jnp.float32)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     return conv_transpose_4x4_s2(x, kernel)                          # [B, 2H, 2W, F]
+
+
+def minibatch_std(x, group: int):
+  """ProGAN's minibatch standard deviation (Karras et al., 2018) for D's features x [B, ..., C]:
+  the std of every feature across a group of min(group, B) consecutive examples, averaged over
+  the features, appended to each example of the group as one more channel (constant over any
+  spatial axes) -> [B, ..., C + 1]. D can then see how diverse a batch is.
+
+  Groups are consecutive, so on D's [real; fake] batch they never mix the two halves when the
+  group divides B/2. The epsilon keeps the double backward of a gradient penalty finite where
+  a group's features coincide (d sqrt at 0).
+  """
+  b = x.shape[0]
+  group = min(group, b)
+  if b % group:
+    raise ValueError(f"minibatch_std: the group ({group}) must divide the discriminator's "
+                     f"batch ({b}: per device, after packing)")
+  dtype = jnp.promote_types(x.dtype, jnp.float32)                    # bf16 in: f32 statistics
+  y = x.astype(dtype).reshape(b // group, group, *x.shape[1:])        # [B/G, G, ..., C]
+  std = jnp.sqrt(jnp.var(y, axis=1) + 1e-8)                           # [B/G, ..., C]
+  s = jnp.repeat(std.reshape(b // group, -1).mean(axis=1), group)     # [B]
+  s = s.astype(x.dtype).reshape(b, *[1] * (x.ndim - 1))               # [B, 1, ..., 1]
+  return jnp.concatenate([x, jnp.broadcast_to(s, (*x.shape[:-1], 1))], axis=-1)  # [B, ..., C+1]

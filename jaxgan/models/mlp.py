@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.models.layers import minibatch_std
+
 ACTIVATIONS = {"tanh": jnp.tanh, "none": lambda x: x}
 # Hidden-layer activations of the discriminator (G's hidden layers are ReLU).
 D_ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2)}
@@ -41,13 +43,19 @@ class MLPDiscriminator(nn.Module):
   spectral_norm: bool = False
   dtype: Any = jnp.float32       # compute dtype; params stay float32, logits are float32
   activation: str = "relu"       # hidden layers: "relu" (the seed's) or "leaky_relu" (0.2)
+  minibatch_std: int = 0         # > 0: a minibatch-std feature over groups of this many
+                                 # examples, into the last hidden layer (layers.minibatch_std)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     act = D_ACTIVATIONS[self.activation]
     h = x.reshape((x.shape[0], -1))                                  # [B, D]
-    for width in self.hidden:
+    for i, width in enumerate(self.hidden):
+      if self.minibatch_std and i == len(self.hidden) - 1:
+        h = minibatch_std(h, self.minibatch_std)                     # [B, F + 1]
       h = act(self._dense(width, h, train))
+    if self.minibatch_std and not self.hidden:
+      h = minibatch_std(h, self.minibatch_std)                       # [B, D + 1]
     return self._dense(1, h, train)[:, 0].astype(jnp.float32)        # [B]
 
   def _dense(self, width, h, train):
