@@ -11,6 +11,7 @@ from PIL import Image
 
 from jaxgan import config as config_lib
 from jaxgan.cli import main
+from jaxgan.models import build_models
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--config.steps=30", "--config.batch_size=16", "--config.log_every=10",
@@ -156,3 +157,20 @@ def test_pack_must_divide_the_batch_and_old_runs_resume_unpacked():
   assert config_lib.config_diff(old, base) == []
   assert config_lib.config_diff(old, config_lib.apply_overrides(base, ["pack=2"])) == [
       "pack: 1 -> 2"]
+
+
+def test_minibatch_std_group_must_divide_d_batch_and_old_runs_resume_without_it():
+  base = config_lib.load_config_file(None)                           # batch 64
+  packed = config_lib.apply_overrides(base, ["pack=2"])              # D batch 32
+  with pytest.raises(config_lib.ConfigError, match="batch_size / pack = 32; got 64"):
+    config_lib.validate(config_lib.apply_overrides(packed, ["model.d_minibatch_std=64"]))
+  with pytest.raises(config_lib.ConfigError, match="d_minibatch_std must be 0"):
+    config_lib.validate(config_lib.apply_overrides(base, ["model.d_minibatch_std=-1"]))
+  config_lib.validate(config_lib.apply_overrides(packed, ["model.d_minibatch_std=32"]))
+  old = config_lib.config_from_json(config_lib.config_to_json(base))
+  del old.model["d_minibatch_std"]                                   # a config.json from before
+  assert config_lib.config_diff(old, base) == []
+  assert config_lib.config_diff(
+      old, config_lib.apply_overrides(base, ["model.d_minibatch_std=8"])) == [
+          "model.d_minibatch_std: 0 -> 8"]
+  assert build_models(old.model, (28, 28, 1))[1].minibatch_std == 0
