@@ -226,6 +226,17 @@ def test_mlp_discriminator_minibatch_std_feeds_the_last_hidden_layer():
                              rtol=1e-5, atol=1e-6)
 
 
+def test_mlp_discriminator_without_hidden_layers_takes_minibatch_std_on_its_input():
+  x = jax.random.normal(jax.random.key(0), (4, 2, 3))                 # [B, 2, 3] -> 6 inputs
+  d = MLPDiscriminator((), minibatch_std=4)
+  p = d.init(jax.random.key(1), x)["params"]
+  assert p["Dense_0"]["kernel"].shape == (7, 1)                       # 6 inputs + 1
+  h = jnp.asarray(_minibatch_std_reference(x.reshape(4, 6), 4), jnp.float32)  # [4, 7]
+  np.testing.assert_allclose(d.apply({"params": p}, x),
+                             (h @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])[:, 0],
+                             rtol=1e-5, atol=1e-6)
+
+
 def test_spec_from_default_config(mlp_config):
   spec = spec_from_config(mlp_config, (28, 28, 1))
   assert spec.penalty == "r1" and spec.loss == "non_saturating" and spec.latent_dim == 100
