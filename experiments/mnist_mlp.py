@@ -26,8 +26,8 @@ def get_config():
       name="mnist5k", image_size=0, split="train", data_dir="", image_key="image"))
   c.model = ml_collections.ConfigDict(dict(
       name="mlp", latent_dim=100, g_hidden=(128, 256), d_hidden=(256, 128),
-      out_activation="tanh", g_batch_norm=False, d_activation="relu", d_minibatch_std=0,
-      spectral_norm=False, width=64, upsample="transpose"))
+      out_activation="tanh", g_batch_norm=False, g_out_conv=0, d_activation="relu",
+      d_minibatch_std=0, spectral_norm=False, width=64, upsample="transpose"))
 
   c.loss = "non_saturating"              # the G loss selects minimax vs non-saturating
   c.penalty = ml_collections.ConfigDict(dict(name="r1", weight=1.0, every=1))

@@ -138,7 +138,8 @@ def _flat_json(config) -> dict:
 # Keys added after runs were written, with the value that reproduces those runs: a workdir
 # whose config.json lacks one resumes as if it had that value.
 ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
-              "model.g_batch_norm": False, "model.d_minibatch_std": 0}
+              "model.g_batch_norm": False, "model.d_minibatch_std": 0,
+              "model.g_out_conv": 0}
 
 
 def lr_decay(config) -> tuple[int, int]:
@@ -190,6 +191,9 @@ def validate(config) -> None:
   if pack < 1 or config.batch_size % pack:
     raise ConfigError(f"config.pack must be >= 1 and divide batch_size ({config.batch_size}), "
                       f"got {pack}")
+  if config.model.get("g_out_conv", 0) < 0:
+    raise ConfigError(f"config.model.g_out_conv must be >= 0 (0: a Dense output layer), got "
+                      f"{config.model.g_out_conv}")
   group = config.model.get("d_minibatch_std", 0)
   if group < 0 or group and (config.batch_size // pack) % group:
     raise ConfigError(f"config.model.d_minibatch_std must be 0 (off) or a group size >= 1 that "

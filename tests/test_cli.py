@@ -64,7 +64,8 @@ def test_unknown_config_key_lists_valid_keys(tmp_path, capsys):
     ("steps=ten", "expected a int"), ("model.spectral_norm=maybe", "boolean"),
     ("steps=1.5", "expected an int"), ("steps=0", "must be > 0"),
     ("model.d_minibatch_std=3", "d_minibatch_std must be 0 (off) or a group size >= 1 that "
-                                "divides D's batch, batch_size / pack = 64; got 3")])
+                                "divides D's batch, batch_size / pack = 64; got 3"),
+    ("model.g_out_conv=-1", "g_out_conv must be >= 0")])
 def test_ill_typed_values_are_refused(tmp_path, capsys, override, match):
   assert main(["train", "--workdir", str(tmp_path), f"--config.{override}"]) == 2
   assert match in capsys.readouterr().err
@@ -81,6 +82,17 @@ def test_unknown_choices_are_refused_with_the_valid_ones(tmp_path, capsys, overr
   assert main(["train", "--workdir", str(tmp_path), *overrides]) == 2
   key, value = override.split()[-1].split("=")
   assert f"config.{key} = {value!r} is not one of: {valid}" in capsys.readouterr().err
+  assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--config", "experiments/ring8.py", "--config.model.g_out_conv=4"],
+     "g_out_conv > 0 needs images [H, W, C] with even H and W; the data has shape (2,)"),
+    (["--config.model.name=dcgan"],
+     "model 'dcgan' needs 32x32 or 64x64 images; the data has shape (28, 28, 1)")])
+def test_a_model_that_cannot_make_the_data_is_a_clear_error(tmp_path, capsys, args, match):
+  assert main(["train", "--workdir", str(tmp_path), *args]) == 2
+  assert match in capsys.readouterr().err
   assert not (tmp_path / "checkpoints").exists()
 
 

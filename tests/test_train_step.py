@@ -1,6 +1,7 @@
 """The pure train step: reference numerics, determinism, no recompiles, every loss/penalty."""
 import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import pytest
 
 from jaxgan import losses, penalties
 from jaxgan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from jaxgan.models.layers import minibatch_std
+from jaxgan.models.layers import depth_to_space, minibatch_std
 from jaxgan.state import GANSpec, create_state, spec_from_config
 from jaxgan.train_step import pack, train_step
 
@@ -235,6 +236,42 @@ def test_mlp_discriminator_without_hidden_layers_takes_minibatch_std_on_its_inpu
   np.testing.assert_allclose(d.apply({"params": p}, x),
                              (h @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])[:, 0],
                              rtol=1e-5, atol=1e-6)
+
+
+def test_depth_to_space_against_an_explicit_loop():
+  x = np.arange(2 * 3 * 4 * 8, dtype=np.float32).reshape(2, 3, 4, 8)  # [B, H, W, 2*2*C]
+  want = np.zeros((2, 6, 8, 2), np.float32)
+  for i, j, a, b in itertools.product(range(3), range(4), range(2), range(2)):
+    want[:, 2 * i + a, 2 * j + b] = x[:, i, j, (2 * a + b) * 2:(2 * a + b + 1) * 2]
+  np.testing.assert_array_equal(depth_to_space(jnp.asarray(x), 2), want)
+
+
+def test_mlp_generator_subpixel_output_layer():
+  """out_conv = F: Dense -> [H/2, W/2, F] ReLU -> 3x3 conv -> depth-to-space -> tanh, so the
+  features at block (i, j) reach exactly the pixels of the 3x3 blocks around it."""
+  g = MLPGenerator((8, 8, 3), (16,), out_conv=4)
+  z = jax.random.normal(jax.random.key(0), (2, 5))
+  p = g.init(jax.random.key(1), z)["params"]
+  h = jnp.maximum(z @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], 0)  # [2, 16]
+  f = jnp.maximum(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0).reshape(2, 4, 4, 4)
+  f = np.pad(np.asarray(f, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))  # [2, 6, 6, 4]
+  k, bias = np.asarray(p["Conv_0"]["kernel"], np.float64), np.asarray(p["Conv_0"]["bias"])
+  conv = np.zeros((2, 4, 4, 12))
+  for i, j in itertools.product(range(4), range(4)):
+    conv[:, i, j] = np.einsum("bxyc,xyco->bo", f[:, i:i + 3, j:j + 3], k) + bias
+  want = np.tanh(np.asarray(depth_to_space(jnp.asarray(conv), 2)))  # [2, 8, 8, 3]
+  out = g.apply({"params": p}, z)
+  assert out.shape == (2, 8, 8, 3)
+  np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+  # d pixel / d feature bias, with every feature's ReLU open (bias + 10)
+  image = lambda b: g.apply({"params": {**p, "Dense_1": {**p["Dense_1"], "bias": b}}}, z[:1])
+  jac = jax.jacobian(image)(p["Dense_1"]["bias"] + 10.0)             # [1, 8, 8, 3, 4*4*4]
+  reach = np.any(np.asarray(jac).reshape(8, 8, 3, 4, 4, 4) != 0, axis=(2, 5))  # [8, 8, 4, 4]
+  r = np.arange(8) // 2
+  near = np.abs(r[:, None] - np.arange(4)[None]) <= 1                # [pixel row, block row]
+  np.testing.assert_array_equal(reach, near[:, None, :, None] & near[None, :, None, :])
+  with pytest.raises(ValueError, match="even H and W"):
+    MLPGenerator((7, 6, 3), (16,), out_conv=4).init(jax.random.key(1), z)
 
 
 def test_spec_from_default_config(mlp_config):

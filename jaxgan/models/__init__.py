@@ -4,7 +4,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator, depth_to_space
+from jaxgan.config import ConfigError
+from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from jaxgan.models.layers import depth_to_space
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
 
 MODELS = ("mlp", "dcgan")
@@ -15,23 +17,27 @@ PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 def build_models(cfg, data_shape: Sequence[int],
                  precision: str = "fp32") -> tuple[nn.Module, nn.Module]:
-  """Returns (generator, discriminator) for `cfg` (the config's `model` block)."""
+  """Returns (generator, discriminator) for `cfg` (the config's `model` block); a ConfigError
+  (a ValueError) when the model cannot make data of `data_shape`."""
   data_shape = tuple(int(d) for d in data_shape)
   if precision not in PRECISIONS:
     raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
   dtype = PRECISIONS[precision]
-  # g_batch_norm, d_activation, d_minibatch_std: configs written before these keys get the
-  # old model
-  mbstd = cfg.get("d_minibatch_std", 0)
+  # g_batch_norm, g_out_conv, d_activation, d_minibatch_std: configs written before these
+  # keys get the old model
+  mbstd, out_conv = cfg.get("d_minibatch_std", 0), cfg.get("g_out_conv", 0)
   if cfg.name == "mlp":
+    if out_conv and (len(data_shape) != 3 or data_shape[0] % 2 or data_shape[1] % 2):
+      raise ConfigError(f"config.model.g_out_conv > 0 needs images [H, W, C] with even H and "
+                        f"W; the data has shape {data_shape} (set it to 0)")
     return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation, dtype,
-                         batch_norm=cfg.get("g_batch_norm", False)),
+                         batch_norm=cfg.get("g_batch_norm", False), out_conv=out_conv),
             MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm, dtype,
                              activation=cfg.get("d_activation", "relu"), minibatch_std=mbstd))
   if cfg.name == "dcgan":
     if len(data_shape) != 3 or data_shape[0] != data_shape[1] or data_shape[0] not in (32, 64):
-      raise ValueError(f"model 'dcgan' needs 32x32 or 64x64 images; the data has shape "
-                       f"{data_shape} (set data.image_size=32 or 64 to resize)")
+      raise ConfigError(f"model 'dcgan' needs 32x32 or 64x64 images; the data has shape "
+                        f"{data_shape} (set data.image_size=32 or 64 to resize)")
     return (DCGANGenerator(data_shape, cfg.width, cfg.upsample, dtype),
             DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype, minibatch_std=mbstd))
   raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")

@@ -22,15 +22,6 @@ import jax.numpy as jnp
 from jaxgan.models import layers
 
 
-def depth_to_space(x, block: int = 2):
-  """[B, H, W, C*b*b] -> [B, H*b, W*b, C]."""
-  b, h, w, c = x.shape
-  c_out = c // (block * block)
-  x = x.reshape(b, h, w, block, block, c_out)
-  x = x.transpose(0, 1, 3, 2, 4, 5)                                  # [B, H, b, W, b, C]
-  return x.reshape(b, h * block, w * block, c_out)
-
-
 UPSAMPLE = ("transpose", "subpixel")
 
 
@@ -47,7 +38,7 @@ class Upsample2x(nn.Module):
     if self.method == "subpixel":
       x = nn.Conv(4 * self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
                   dtype=self.dtype)(x)
-      return depth_to_space(x, 2)                                    # [B, 2H, 2W, F]
+      return layers.depth_to_space(x, 2)                             # [B, 2H, 2W, F]
     raise ValueError(f"unknown upsample method {self.method!r}; valid: {', '.join(UPSAMPLE)}")
 
 

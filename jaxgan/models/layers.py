@@ -1,5 +1,6 @@
 """Layers shared by the models: stride-2 4x4 convolutions written so that XLA:CPU runs them,
-and their gradients, fast; and the discriminators' minibatch standard deviation.
+and their gradients, fast; the discriminators' minibatch standard deviation; the sub-pixel
+shuffle.
 
 XLA:CPU lowers a convolution with input dilation (a transposed conv, and the input gradient
 of every strided conv) to a slow generic loop, several times slower than a plain conv. Both
@@ -17,6 +18,7 @@ parameters, through stride-1 convolutions only:
     its input (the G step, gradient penalties) and the penalties' double backward avoid
     dilated convs too.
   - `minibatch_std`: ProGAN's batch-diversity feature for a discriminator.
+  - `depth_to_space`: the sub-pixel shuffle of the generators' 3x3-conv upsampling.
 """
 import flax.linen as nn
 import jax
@@ -90,6 +92,15 @@ class ConvTranspose4x4(nn.Module):
                         (4, 4, x.shape[-1], self.features), jnp.float32)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     return conv_transpose_4x4_s2(x, kernel)                          # [B, 2H, 2W, F]
+
+
+def depth_to_space(x, block: int = 2):
+  """[B, H, W, C*b*b] -> [B, H*b, W*b, C]."""
+  b, h, w, c = x.shape
+  c_out = c // (block * block)
+  x = x.reshape(b, h, w, block, block, c_out)
+  x = x.transpose(0, 1, 3, 2, 4, 5)                                  # [B, H, b, W, b, C]
+  return x.reshape(b, h * block, w * block, c_out)
 
 
 def minibatch_std(x, group: int):

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.models.layers import minibatch_std
+from jaxgan.models.layers import depth_to_space, minibatch_std
 
 ACTIVATIONS = {"tanh": jnp.tanh, "none": lambda x: x}
 # Hidden-layer activations of the discriminator (G's hidden layers are ReLU).
@@ -17,12 +17,19 @@ D_ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2)}
 
 
 class MLPGenerator(nn.Module):
-  """z [B, latent] -> x [B, *out_shape]; the seed's 100 -> 128 -> 256 -> 784, tanh."""
+  """z [B, latent] -> x [B, *out_shape]; the seed's 100 -> 128 -> 256 -> 784, tanh.
+
+  With `out_conv = F > 0` (images [H, W, C] only, H and W even) the last Dense layer makes a
+  [H/2, W/2, F] ReLU feature map instead of the pixels, and a 3x3 conv to 4C channels +
+  depth-to-space makes the image: each 2x2 block of pixels reads a 3x3 neighbourhood of
+  features, so neighbouring pixels share their inputs (an MLP's output pixels share none).
+  """
   out_shape: Sequence[int]
   hidden: Sequence[int] = (128, 256)
   out_activation: str = "tanh"
   dtype: Any = jnp.float32       # compute dtype; params stay float32, the output is float32
   batch_norm: bool = False       # BatchNorm before each hidden ReLU (G's 'batch_stats')
+  out_conv: int = 0              # > 0: feature maps of the sub-pixel conv output layer
 
   @nn.compact
   def __call__(self, z, train: bool = True):
@@ -32,9 +39,22 @@ class MLPGenerator(nn.Module):
       if self.batch_norm:
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
       h = nn.relu(h)
-    x = nn.Dense(int(np.prod(self.out_shape)), dtype=self.dtype)(h)  # [B, prod(out_shape)]
+    if self.out_conv:
+      x = self._subpixel_out(h)                                      # [B, H, W, C]
+    else:
+      x = nn.Dense(int(np.prod(self.out_shape)), dtype=self.dtype)(h)  # [B, prod(out_shape)]
     x = ACTIVATIONS[self.out_activation](x).astype(jnp.float32)
     return x.reshape((z.shape[0], *self.out_shape))                  # [B, *out_shape]
+
+  def _subpixel_out(self, h):
+    if len(self.out_shape) != 3 or self.out_shape[0] % 2 or self.out_shape[1] % 2:
+      raise ValueError(f"MLPGenerator(out_conv > 0) makes images [H, W, C] with even H and W; "
+                       f"out_shape is {tuple(self.out_shape)}")
+    rows, cols, channels = (int(d) // f for d, f in zip(self.out_shape, (2, 2, 1)))
+    h = nn.Dense(rows * cols * self.out_conv, dtype=self.dtype)(h)
+    h = nn.relu(h.reshape(h.shape[0], rows, cols, self.out_conv))     # [B, H/2, W/2, F]
+    x = nn.Conv(4 * channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype)(h)
+    return depth_to_space(x, 2)                                      # [B, H, W, C]
 
 
 class MLPDiscriminator(nn.Module):
