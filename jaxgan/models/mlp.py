@@ -50,9 +50,9 @@ class MLPGenerator(nn.Module):
     if len(self.out_shape) != 3 or self.out_shape[0] % 2 or self.out_shape[1] % 2:
       raise ValueError(f"MLPGenerator(out_conv > 0) makes images [H, W, C] with even H and W; "
                        f"out_shape is {tuple(self.out_shape)}")
-    rows, cols, channels = (int(d) // f for d, f in zip(self.out_shape, (2, 2, 1)))
+    rows, cols, channels = self.out_shape[0] // 2, self.out_shape[1] // 2, self.out_shape[2]
     h = nn.Dense(rows * cols * self.out_conv, dtype=self.dtype)(h)
-    h = nn.relu(h.reshape(h.shape[0], rows, cols, self.out_conv))     # [B, H/2, W/2, F]
+    h = nn.relu(h.reshape(h.shape[0], rows, cols, self.out_conv))    # [B, H/2, W/2, F]
     x = nn.Conv(4 * channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype)(h)
     return depth_to_space(x, 2)                                      # [B, H, W, C]
 
