@@ -5,9 +5,17 @@ it (written into `N.orbax-checkpoint-tmp-*`, then renamed to `N`), so a run kill
 resumes from the previous complete step. `restore_latest` also checks what Orbax does not: a
 step without its commit marker, or whose files are truncated or missing, is reported with its
 step and path, moved aside to `corrupt_checkpoints/`, and the previous good step is used.
+
+When one read of a restore fails, Orbax closes its event loop while TensorStore's other reads
+are still in flight; as they finish, their callbacks onto the closed loop raise "RuntimeError:
+Event loop is closed" in TensorStore's threads, which Python prints as dozens of tracebacks
+after our one-line report (or pytest turns into warnings). `restore` therefore installs (once,
+process-wide) a `sys.unraisablehook` filter that drops exactly those and passes every other
+unraisable exception on to the previous hook.
 """
 import errno
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,6 +35,32 @@ def _reason(e: BaseException) -> str:
   """A one-line reason (TensorStore errors carry pages of spec)."""
   text = str(e).strip().splitlines()[0] if str(e).strip() else ""
   return f"{type(e).__name__}: {text[:200]}"
+
+
+def _is_stray_closed_loop_callback(unraisable) -> bool:
+  """An asyncio callback scheduled onto a loop that is already closed (see the docstring)."""
+  e = unraisable.exc_value
+  if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+    return False
+  tb, names = e.__traceback__, set()
+  while tb is not None:
+    names.add(tb.tb_frame.f_code.co_name)
+    tb = tb.tb_next
+  return "call_soon_threadsafe" in names
+
+
+def quiet_stray_closed_loop_callbacks() -> None:
+  """Installs the unraisable-exception filter of the module docstring (idempotent)."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_jaxgan_closed_loop_filter", False):
+    return
+
+  def hook(unraisable):
+    if not _is_stray_closed_loop_callback(unraisable):
+      previous(unraisable)
+
+  hook._jaxgan_closed_loop_filter = True
+  sys.unraisablehook = hook
 
 
 class Checkpoints:
@@ -78,6 +112,7 @@ class Checkpoints:
       raise CheckpointError(f"checkpoint step {step} at {path} has no commit marker "
                             f"({COMMIT_MARKER}): it was not completely written")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    quiet_stray_closed_loop_callbacks()  # before: the strays may come before `except` runs
     try:
       state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:
