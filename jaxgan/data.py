@@ -219,7 +219,7 @@ def tfds_source(name: str, batch_size: int, seed: int, split: str = "train",
     raise DataError(
         f"data set {name!r} is not an embedded set ({', '.join(EMBEDDED)}) and TFDS could not "
         f"open it (split={split!r}, data_dir={data_dir or tfds.core.constants.DATA_DIR!r}): "
-        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
+        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}\n"
         f"Prepare it once on a machine with network access with\n"
         f"  tfds build {name} --file_format=array_record [--data_dir DIR]\n"
         f"and pass --config.data.data_dir=DIR if it is not in the default location.") from None

@@ -67,6 +67,9 @@ def test_tfds_data_source_with_mock_data():
 def test_missing_tfds_set_says_how_to_prepare(tmp_path):
   with pytest.raises(data.DataError, match="tfds build mnist"):
     data.tfds_source("mnist", 8, 0, data_dir=str(tmp_path))
+  # TFDS's reason is quoted by its first non-empty line (some of its messages start with "\n")
+  with pytest.raises(data.DataError, match="DatasetNotFoundError: Namespace nons not found"):
+    data.tfds_source("nons:mnist", 8, 0, data_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize("bad,match", [
