@@ -124,6 +124,9 @@ def main(argv=None) -> int:
   except (CheckpointError, FloatingPointError, OSError) as e:  # NonFiniteError, a full disk
     print(f"jaxgan: error: {e}", file=sys.stderr)
     return 1
+  except KeyboardInterrupt:  # train: after its checkpoint (first Ctrl-C) or at once (second)
+    print("jaxgan: interrupted", file=sys.stderr)
+    return 130
   return 0
 
 

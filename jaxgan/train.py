@@ -3,11 +3,14 @@
 Nothing here is traced. Between log points the loop only dispatches work (no host sync);
 metrics and the step's on-device non-finite record (`state.nonfinite`) are fetched at log,
 sample and checkpoint points. A non-finite state is never saved: the run stops with the step
-and the quantity. SIGTERM finishes the step, commits a checkpoint and returns.
+and the quantity. SIGTERM finishes the step, commits a checkpoint and returns. A first Ctrl-C
+(SIGINT) does the same and then raises KeyboardInterrupt; a second one raises it at once (the
+last committed checkpoint stays).
 """
 import contextlib
 import functools
 import json
+import os
 import signal
 import time
 import types
@@ -115,24 +118,37 @@ class _Diagnostics:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps."""
+  """Turns SIGTERM and a first Ctrl-C (SIGINT) into a flag the loop checks between steps; a
+  second Ctrl-C raises KeyboardInterrupt at once. `name` is the first signal's name."""
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.name = None
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: no handler
-      self._previous = None
+    for sig in self.SIGNALS:
+      if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+        continue  # started with SIGINT ignored (nohup, `&` in a script): keep it so
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: no handler
+        pass
     return self
 
   def _handle(self, signum, frame):
-    self.requested = True
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    if not self.requested:
+      self.requested, self.name = True, signal.Signals(signum).name
+      if signum == signal.SIGINT:  # os.write: print is not safe inside a signal handler
+        os.write(2, b"\n[jaxgan] Ctrl-C: finishing the step and committing a checkpoint; "
+                    b"Ctrl-C again to stop at once\n")
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
 
 
 def data_meta(source: data_lib.Source) -> dict:
@@ -151,7 +167,8 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
           progress: bool = True, force: bool = False,
           mesh: Optional[jax.sharding.Mesh] = None) -> GANState:
   """Trains (or resumes) the run in `workdir` up to `config.steps`; returns the final state
-  (earlier if SIGTERM stopped it: compare `state.step` with `config.steps`).
+  (earlier if SIGTERM stopped it: compare `state.step` with `config.steps`). Ctrl-C commits a
+  checkpoint of the current step, then raises KeyboardInterrupt.
 
   A workdir holding a run of another config is refused unless `force` (see
   `config.RESUMABLE_KEYS`); checkpoints that exist but do not restore are never trained over.
@@ -288,8 +305,11 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
       if preemption.requested if jax.process_count() == 1 else parallel.reached_preemption(done):
         save(done)
         ckpt.wait()
-        _log(f"SIGTERM: checkpoint of step {done} committed to {ckpt.directory}; exiting. "
+        name = getattr(preemption, "name", None) or "SIGTERM"  # several processes: SIGTERM
+        _log(f"{name}: checkpoint of step {done} committed to {ckpt.directory}; exiting. "
              f"Re-run the same command to resume.")
+        if name == "SIGINT":  # saved; the caller is still interrupted, as Ctrl-C means
+          raise KeyboardInterrupt
         break
   finally:
     if bar is not None:

@@ -4,11 +4,13 @@ result; bad input is refused with a clear message. The fault list, and the test 
   kill -9 at random moments, also mid checkpoint write   test_kill_9_at_random_moments...
       every restart resumes from the latest complete checkpoint; final state and samples are
       bit-identical to an uninterrupted run (real subprocesses, seeded kill times)
-  SIGTERM (preemption)                                   test_sigterm_...
-      finishes the step, commits a checkpoint, exits 0 with a message; resume is exact
+  SIGTERM (preemption), Ctrl-C (SIGINT)                  test_sigterm_...
+      finishes the step, commits a checkpoint, exits 0 with a message (Ctrl-C: exits 130,
+      "interrupted"; a second Ctrl-C stops at once); resume is exact
   corrupt / partial checkpoint: truncated file, missing  test_corrupt_checkpoint_...
       commit marker, unfinished tmp dir, deleted array file: reported with step and path,
-      moved to corrupt_checkpoints/, the previous good step is used (and the result is exact)
+      moved to corrupt_checkpoints/, the previous good step is used (and the result is exact);
+      no stray tracebacks from the failed restore's other reads
   checkpoints exist but none restores                    test_unrestorable_run_is_refused...
       refused (exit 1); never trained over from scratch; nothing moved or rewritten
   NaN/Inf in a loss, gradient or parameter               test_nonfinite_stops_...
@@ -98,10 +100,20 @@ def env(tmp_path_factory):
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
 
 
-def start(workdir, env, *overrides):
-  return subprocess.Popen([sys.executable, "-m", "jaxgan", *cli_args(workdir, *overrides)],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+def start(workdir, env, *overrides, sigint=False):
+  """`sigint`: Ctrl-C handled as in a terminal, even where the test runner was started with
+  SIGINT ignored (a background job): an ignored signal is inherited and kept by the child, a
+  handled one is reset to the default by exec (no preexec_fn: it forks a multithreaded JAX)."""
+  ignored = sigint and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+  if ignored:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    return subprocess.Popen([sys.executable, "-m", "jaxgan", *cli_args(workdir, *overrides)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+  finally:
+    if ignored:
+      signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def wait_until(cond, proc, timeout=120.0) -> bool:
@@ -175,22 +187,29 @@ def test_kill_9_at_random_moments_resumes_bit_identical(tmp_path, env, reference
   assert_same_result(wd, reference, tmp_path)
 
 
-def test_sigterm_commits_a_checkpoint_exits_0_and_resumes_exactly(tmp_path, env, reference):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_commits_a_checkpoint_exits_0_and_resumes_exactly(tmp_path, env, reference, sig):
+  """SIGTERM (preemption): checkpoint, exit 0. Ctrl-C (SIGINT): the same checkpoint, then
+  "interrupted" and exit 130, as an interrupted command should."""
   wd = tmp_path / "run"
   args = (f"steps={RUN_STEPS}", f"checkpoint_every={RUN_STEPS}")
-  p = start(wd, env, *args)
+  p = start(wd, env, *args, sigint=True)
   out = ""
   while "training steps" not in out:   # the loop is set up (it compiles next): preempt it
     line = p.stdout.readline()
     assert line, out
     out += line
-  p.send_signal(signal.SIGTERM)
+  p.send_signal(sig)
   out += p.communicate(timeout=120)[0]
-  assert p.returncode == 0, out
-  (stopped,) = steps_in(wd / "checkpoints")          # the SIGTERM checkpoint, committed
+  assert p.returncode == (0 if sig == signal.SIGTERM else 130), out
+  (stopped,) = steps_in(wd / "checkpoints")          # the signal's checkpoint, committed
   assert 1 <= stopped < RUN_STEPS, out
-  assert f"SIGTERM: checkpoint of step {stopped} committed" in out
-  assert f"stopped at step {stopped} of {RUN_STEPS}" in out
+  assert f"{sig.name}: checkpoint of step {stopped} committed" in out
+  if sig == signal.SIGTERM:
+    assert f"stopped at step {stopped} of {RUN_STEPS}" in out
+  else:
+    assert "Ctrl-C again to stop at once" in out and "jaxgan: interrupted" in out
+    assert "Traceback" not in out
   assert not unfinished_in(wd / "checkpoints")
   assert int(load_run(wd)[2].step) == stopped
 
