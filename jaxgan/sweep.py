@@ -26,11 +26,17 @@ member's `status` is ok, diverged (non-finite in training), non_finite_samples (
 generates NaN/Inf) or error (e.g. no checkpoint); only the ok members enter the mean and std,
 and each group's `excluded` lists the others with their status.
 
-Steps run in chunks of K = gcd(log_every, sample_every, checkpoint_every, steps - start) inside
-one `lax.scan` with the batches drawn on the device, so there is no host work between log points.
+Steps run in chunks of K = gcd(log_every, sample_every, checkpoint_every, steps - start, start)
+inside one `lax.scan` with the batches drawn on the device, so there is no host work between log
+points.
 `steps_per_call` (`--steps-per-call`) sets a smaller K that divides it; K = 1 calls the vmapped
 step itself, no scan: convolutions inside a loop body run far slower on XLA:CPU (jax#12868), so
 conv sweeps on CPU want K = 1. (`config.steps_per_call` is `jaxgan train`'s and is not read here.)
+
+SIGTERM (preemption) and a first Ctrl-C stop the sweep after the current chunk, as they stop
+`jaxgan train`: every member still saving commits a checkpoint of that step and the same command
+resumes the sweep (no summary is written then); Ctrl-C then raises KeyboardInterrupt, a second
+Ctrl-C raises it at once.
 """
 import dataclasses
 import functools
@@ -50,8 +56,8 @@ from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
-from jaxgan.train import (_all_finite, _log, config_from_workdir, load_run, sample_noise,
-                          write_run_files)
+from jaxgan.train import (_all_finite, _log, _Preemption, config_from_workdir, load_run,
+                          sample_noise, write_run_files)
 from jaxgan.train_step import train_step
 from jaxgan.writers import MetricWriter, last_metrics
 
@@ -124,19 +130,22 @@ def _stack(trees):
 
 
 def _check_steps_per_call(steps_per_call: Optional[int], config,
-                          left: Optional[int] = None) -> int:
+                          left: Optional[int] = None, start: int = 0) -> int:
   """The steps per compiled call: `steps_per_call`, which must divide the log/sample/checkpoint
-  cadence and the `left` steps to go (None: not known yet), or by default their gcd."""
+  cadence, the `left` steps to go (None: not known yet) and the `start` step (so the chunks end
+  on every log/sample/checkpoint point after a resume from any step), or by default their gcd."""
   if steps_per_call is not None and steps_per_call < 1:
     raise config_lib.ConfigError(f"--steps-per-call must be >= 1, got {steps_per_call}")
   if left is not None and left <= 0:
     return 1
-  cadence = math.gcd(config.log_every, config.sample_every, config.checkpoint_every, left or 0)
+  cadence = math.gcd(config.log_every, config.sample_every, config.checkpoint_every, left or 0,
+                     start)
   every = steps_per_call or cadence
   if cadence % every:
     raise config_lib.ConfigError(
         f"--steps-per-call {every} must divide log_every, sample_every, checkpoint_every"
-        f"{'' if left is None else f' and the steps left ({left})'}; their gcd is {cadence}")
+        f"{'' if left is None else f' and the steps left ({left})'}"
+        f"{f' and the resumed step ({start})' if start else ''}; their gcd is {cadence}")
   return every
 
 
@@ -153,10 +162,11 @@ def _resume_step(ckpts) -> int:
 
 def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequence[str] = (),
           *, steps_per_call: Optional[int] = None, progress: bool = True,
-          classify: Optional[Callable] = None) -> dict:
+          classify: Optional[Callable] = None) -> Optional[dict]:
   """Trains (or resumes) the members in `workdir/<member>/` up to `config.steps`; returns (and
-  writes) the summary. `steps_per_call`: steps per compiled call (default: all the steps
-  between two log/sample/checkpoint points, in one scan)."""
+  writes) the summary, or None if SIGTERM stopped it early (its checkpoints committed).
+  `steps_per_call`: steps per compiled call (default: all the steps between two
+  log/sample/checkpoint points, in one scan)."""
   config_lib.validate(config)
   runs = members(config, seeds, param, values)
   _check_steps_per_call(steps_per_call, config)                     # before any file is written
@@ -186,7 +196,7 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
     _log(f"resumed sweep {workdir} from step {start}")
   left = config.steps - start
   try:
-    every = _check_steps_per_call(steps_per_call, config, left)
+    every = _check_steps_per_call(steps_per_call, config, left, start)
   except config_lib.ConfigError:
     for c in ckpts:
       c.close()
@@ -210,40 +220,55 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
   if progress:
     from tqdm import tqdm
     bar = tqdm(total=config.steps, initial=start, desc=f"sweep x{n}", unit="step", mininterval=1.0)
-  try:
-    for done in range(start + every, config.steps + 1, every):
-      state, metrics = chunk_fn(state, keys, hp)
-      if done % config.log_every == 0 or done == config.steps:
-        metrics = jax.device_get(metrics)                            # {name: [N]}
-        ok = np.asarray(finite_fn(state))
-        for i in range(n):
-          row = {k: float(v[i]) for k, v in metrics.items()}
-          if i not in diverged and not (ok[i] and all(map(math.isfinite, row.values()))):
-            diverged[i] = done
-            _log(f"member {runs[i][0]} became non-finite at step {done}; it stops saving "
-                 f"(last checkpoint kept)")
-          writers[i].write(done, row)
-      if done % config.sample_every == 0 or done == config.steps:
-        x = np.asarray(sample_fn(state, fixed_z))
-        for i, d in enumerate(dirs):
-          save_samples_png(x[i], d / "samples" / f"step_{done:06d}.png",
-                           source.value_range or (-1.0, 1.0), reference)
-      if done % config.checkpoint_every == 0 or done == config.steps:
-        ok = np.asarray(finite_fn(state))
-        for i, c in enumerate(ckpts):
-          if ok[i] and i not in diverged:
-            c.save(done, jax.tree.map(lambda x: x[i], state))
-          elif i not in diverged:
-            diverged[i] = done
+
+  def save(done, state):
+    """Saves every member still saving; one that is non-finite now stops saving."""
+    ok = np.asarray(finite_fn(state))
+    for i, c in enumerate(ckpts):
+      if ok[i] and i not in diverged:
+        c.save(done, jax.tree.map(lambda x: x[i], state))
+      elif i not in diverged:
+        diverged[i] = done
+
+  with _Preemption() as stop:  # SIGTERM / Ctrl-C: checkpoint and stop after the chunk
+    try:
+      for done in range(start + every, config.steps + 1, every):
+        state, metrics = chunk_fn(state, keys, hp)
+        if done % config.log_every == 0 or done == config.steps:
+          metrics = jax.device_get(metrics)                            # {name: [N]}
+          ok = np.asarray(finite_fn(state))
+          for i in range(n):
+            row = {k: float(v[i]) for k, v in metrics.items()}
+            if i not in diverged and not (ok[i] and all(map(math.isfinite, row.values()))):
+              diverged[i] = done
+              _log(f"member {runs[i][0]} became non-finite at step {done}; it stops saving "
+                   f"(last checkpoint kept)")
+            writers[i].write(done, row)
+        if done % config.sample_every == 0 or done == config.steps:
+          x = np.asarray(sample_fn(state, fixed_z))
+          for i, d in enumerate(dirs):
+            save_samples_png(x[i], d / "samples" / f"step_{done:06d}.png",
+                             source.value_range or (-1.0, 1.0), reference)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+          save(done, state)
+        if bar is not None:
+          bar.update(every)
+        if stop.requested and done < config.steps:
+          save(done, state)                                          # a no-op if just saved
+          for c in ckpts:
+            c.wait()
+          _log(f"{stop.name}: checkpoints of step {done} committed for the {n - len(diverged)} "
+               f"saving members in {workdir}; exiting. Re-run the same command to resume.")
+          if stop.name == "SIGINT":  # saved; the caller is still interrupted, as Ctrl-C means
+            raise KeyboardInterrupt
+          return None
+    finally:
       if bar is not None:
-        bar.update(every)
-  finally:
-    if bar is not None:
-      bar.close()
-    for w in writers:
-      w.close()
-    for c in ckpts:
-      c.close()
+        bar.close()
+      for w in writers:
+        w.close()
+      for c in ckpts:
+        c.close()
   return summarize(workdir, classify=classify)
 
 

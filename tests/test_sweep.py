@@ -1,6 +1,7 @@
 """Seed populations: member i of one vmapped program equals the single run with seed i."""
 import json
 import shutil
+import signal
 
 import jax
 import numpy as np
@@ -247,3 +248,61 @@ def test_stacked_mnist_sweep_counts_modes_with_the_classifier(tmp_path, monkeypa
   assert sum(s[0] for s in seen) == 3 * 26000 and seen[0][1:] == (28, 28, 1)
   assert member["num_samples"] == 26000 and member["num_modes"] == 1000
   assert 1 <= member["modes"] <= 1000 and member["kl"] >= 0
+
+
+class _SignalAt:
+  """Stands in for tqdm's bar: sends `sig` to this process once the sweep has done `step` steps
+  (the bar is updated after each chunk, as a signal may land at any point of the loop)."""
+
+  def __init__(self, sig, step):
+    self.sig, self.step = sig, step
+
+  def __call__(self, total, initial, **kwargs):
+    self.done = initial
+    return self
+
+  def update(self, k):
+    self.done += k
+    if self.done == self.step:
+      signal.raise_signal(self.sig)
+
+  def close(self):
+    pass
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_checkpoints_the_sweep_at_its_step_and_resume_is_exact(seed_sweep, tmp_path,
+                                                                      monkeypatch, sig):
+  """SIGTERM / Ctrl-C at step 4 (no checkpoint step; one step per call): every member commits a
+  checkpoint of step 4, no summary is written (SIGINT: then KeyboardInterrupt); the same sweep
+  resumes from step 4 with chunks that still end on the step-6 log/sample/checkpoint point, and
+  equals the uninterrupted sweep."""
+  import tqdm
+  straight, _ = seed_sweep
+  monkeypatch.setattr(tqdm, "tqdm", _SignalAt(sig, 4))
+  handler = signal.getsignal(sig)
+  if sig == signal.SIGTERM:
+    assert sweep(small_grid_config(), tmp_path, seeds=2, steps_per_call=1) is None
+  else:
+    with pytest.raises(KeyboardInterrupt):
+      sweep(small_grid_config(), tmp_path, seeds=2, steps_per_call=1)
+  assert signal.getsignal(sig) == handler and not (tmp_path / "summary.json").exists()
+  for s in ("seed5", "seed6"):
+    assert [c for c in Checkpoints(tmp_path / s / "checkpoints").all_steps()] == [3, 4]
+  summary = sweep(small_grid_config(), tmp_path, seeds=2, progress=False)  # default chunks
+  assert summary is not None and (tmp_path / "summary.json").exists()
+  for s in ("seed5", "seed6"):
+    assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
+    rows = [json.loads(r)["step"] for r in (tmp_path / s / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [3, 6]
+    assert Checkpoints(tmp_path / s / "checkpoints").all_steps() == [3, 4, 6]
+
+
+def test_chunks_divide_the_resumed_step(grid_config):
+  """Resumed at step 1 (a stop between checkpoints) with 6 steps to go, chunks of the cadence's
+  3 steps would end on 4 and 7 and skip the log/checkpoint points 3 and 6: K divides the start."""
+  from jaxgan.sweep import _check_steps_per_call
+  assert _check_steps_per_call(None, grid_config, left=6) == 3
+  assert _check_steps_per_call(None, grid_config, left=6, start=1) == 1
+  with pytest.raises(config_lib.ConfigError, match=r"and the resumed step \(1\); their gcd is 1"):
+    _check_steps_per_call(3, grid_config, left=6, start=1)
