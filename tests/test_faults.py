@@ -188,7 +188,7 @@ def test_kill_9_at_random_moments_resumes_bit_identical(tmp_path, env, reference
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_commits_a_checkpoint_exits_0_and_resumes_exactly(tmp_path, env, reference, sig):
+def test_sigterm_and_ctrl_c_commit_a_checkpoint_and_resume_exactly(tmp_path, env, reference, sig):
   """SIGTERM (preemption): checkpoint, exit 0. Ctrl-C (SIGINT): the same checkpoint, then
   "interrupted" and exit 130, as an interrupted command should."""
   wd = tmp_path / "run"
