@@ -181,7 +181,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   workdir = Path(workdir)
   # several processes: JAX's preemption notifier owns SIGTERM and agrees on a step to save
   with (_Preemption() if jax.process_count() == 1 else
-        contextlib.nullcontext(types.SimpleNamespace(requested=False))) as preemption:
+        contextlib.nullcontext(types.SimpleNamespace(requested=False, name=None))) as preemption:
     _check_workdir_config(workdir, config, force)
     procs = {} if jax.process_count() == 1 else dict(process_index=jax.process_index(),
                                                      process_count=jax.process_count())
@@ -305,7 +305,7 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
       if preemption.requested if jax.process_count() == 1 else parallel.reached_preemption(done):
         save(done)
         ckpt.wait()
-        name = getattr(preemption, "name", None) or "SIGTERM"  # several processes: SIGTERM
+        name = preemption.name or "SIGTERM"  # several processes: JAX saw a SIGTERM
         _log(f"{name}: checkpoint of step {done} committed to {ckpt.directory}; exiting. "
              f"Re-run the same command to resume.")
         if name == "SIGINT":  # saved; the caller is still interrupted, as Ctrl-C means
