@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 from jaxgan import config as config_lib  # noqa: E402
-from jaxgan.eval import NUM_IMAGE_SAMPLES, evaluate_run  # noqa: E402
+from jaxgan.eval import NUM_IMAGE_SAMPLES, evaluate_run, result_path  # noqa: E402
 from jaxgan.checkpoint import COMMIT_MARKER  # noqa: E402
 from jaxgan.losses import LOSSES  # noqa: E402
 from jaxgan.penalties import PENALTIES as PENALTY_FNS  # noqa: E402
@@ -130,9 +130,10 @@ def trained(workdir: Path, config):
   return None
 
 
-def evaluated(workdir: Path, steps: int, num: int):
-  """The eval metrics of the cell's final checkpoint on `num` samples, or None."""
-  metrics = _read_json(workdir / "eval" / f"step_{steps:06d}.json")
+def evaluated(workdir: Path, data: str, steps: int, num: int):
+  """The eval metrics of the cell's final checkpoint on `num` samples of noise seed 0, or
+  None."""
+  metrics = _read_json(result_path(workdir, steps, data, num))
   return metrics if metrics is not None and metrics.get("num_samples") == num else None
 
 
@@ -189,7 +190,7 @@ def done_cell(args, base, loss: str, penalty: str):
   config = config_lib.apply_overrides(base, cell_overrides(base, loss, penalty, args.steps))
   workdir = Path(args.workdir) / loss / penalty
   record = trained(workdir, config)
-  metrics = None if record is None else evaluated(workdir, args.steps, args.num)
+  metrics = None if record is None else evaluated(workdir, base.data.name, args.steps, args.num)
   if record is not None and (metrics is not None or record["status"] == "non_finite"):
     return with_metrics(record, metrics)
   return None

@@ -1,5 +1,6 @@
-"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N]`, and every `eval_every` steps of
-`jaxgan train`.
+"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N] [--seed S]`, and every `eval_every`
+steps of `jaxgan train`. Results go to `DIR/eval/step_XXXXXX.json` at the default number of
+samples and noise seed 0, else to `step_XXXXXX_num{N}_seed{S}.json` (`result_path`).
 
 What is measured depends on the run's data:
 
@@ -82,7 +83,7 @@ class Evaluator:
       raise data_lib.DataError(
           f"no metrics for data {self.name!r} of shape {self.shape}: eval supports "
           f"grid25, ring8, stacked_mnist and 1-channel (MNIST-like) images")
-    self.num = int(num or NUM_SAMPLES.get(self.name, NUM_IMAGE_SAMPLES))
+    self.num = int(num or default_num(self.name))
     if self.num < 2:
       raise ConfigError(f"--num must be >= 2, got {self.num}")
     if classify is not None and self.kind == "images":
@@ -98,6 +99,14 @@ class Evaluator:
       self.real_features = self.classifier.features(_real_images(source, self.num))
       with _one_blas_thread():
         self.real_radii = scores.knn_radii(self.real_features, K)
+
+  def result_path(self, workdir, step: int) -> Path:
+    """Where this evaluator's result for `step` is written (`result_path`)."""
+    return result_path(workdir, step, self.name, self.num, self.seed)
+
+  def record(self, step: int, metrics: dict) -> dict:
+    """`metrics` as written: with the step and the noise seed of the samples."""
+    return dict(metrics, step=step, noise_seed=self.seed)
 
   def samples(self, state: GANState) -> np.ndarray:
     return draw_samples(self._gen, state, self._latent_dim, self.num, self.seed, self.value_range)
@@ -122,19 +131,34 @@ class Evaluator:
                 features="mnist_classifier")
 
 
-def write(workdir, step: int, metrics: dict) -> Path:
-  """Writes `workdir/eval/step_XXXXXX.json`; returns its path."""
-  path = Path(workdir) / "eval" / f"step_{step:06d}.json"
+def default_num(data_name: str) -> int:
+  """The number of samples an eval of `data_name` draws by default."""
+  return NUM_SAMPLES.get(data_name, NUM_IMAGE_SAMPLES)
+
+
+def result_path(workdir, step: int, data_name: str, num: Optional[int] = None,
+                seed: int = 0) -> Path:
+  """Where the eval of `step` on `num` samples (None or 0: the data's default) of noise `seed`
+  is written: `workdir/eval/step_XXXXXX.json` at the defaults (plain `jaxgan eval`, and the
+  train loop's hook at its default eval_num), else `step_XXXXXX_num{N}_seed{S}.json`, so an eval
+  at other settings never overwrites another one."""
+  num = int(num or default_num(data_name))
+  suffix = "" if (num, seed) == (default_num(data_name), 0) else f"_num{num}_seed{seed}"
+  return Path(workdir) / "eval" / f"step_{step:06d}{suffix}.json"
+
+
+def write(path: Path, metrics: dict) -> Path:
+  """Writes `metrics` as JSON to `path` (see `result_path`); returns it."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(dict(metrics, step=step), indent=2, sort_keys=True) + "\n")
+  path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
   return path
 
 
 def evaluate_run(workdir, num: Optional[int] = None, seed: int = 0) -> dict:
-  """Metrics of the latest checkpoint of the run in `workdir`, also written to
-  `workdir/eval/step_XXXXXX.json`."""
+  """Metrics of the latest checkpoint of the run in `workdir` (with its `step` and the
+  `noise_seed`), also written to `result_path(...)`."""
   config, spec, state, meta = load_run(workdir)
-  step = int(state.step)
-  metrics = dict(Evaluator(config, spec, meta, num, seed)(state), step=step)
-  write(workdir, step, metrics)
+  evaluator = Evaluator(config, spec, meta, num, seed)
+  metrics = evaluator.record(int(state.step), evaluator(state))
+  write(evaluator.result_path(workdir, int(state.step)), metrics)
   return metrics

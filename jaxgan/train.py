@@ -263,9 +263,10 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
     from jaxgan import eval as eval_lib
     evaluator = evaluator or eval_lib.Evaluator(config, spec, data_meta(source),
                                                 config.get("eval_num", 0), source=source)
-    result = evaluator(state)
+    result = evaluator.record(step, evaluator(state))
     if parallel.is_writer():
-      _log(f"eval at step {step}: {eval_lib.write(workdir, step, result)}")
+      _log(f"eval at step {step}: "
+           f"{eval_lib.write(evaluator.result_path(workdir, step), result)}")
 
   bar = None
   if progress and parallel.is_writer():

@@ -26,18 +26,22 @@ def test_eval_cli_on_tiny_mnist_run(tmp_path, capsys, mlp_config):
   mlp_config.eval_every, mlp_config.eval_num = 10, 200            # the train loop's hook
   wd = tmp_path / "run"
   train(mlp_config, wd, progress=False)
-  assert sorted(p.name for p in (wd / "eval").iterdir()) == ["step_000010.json",
-                                                             "step_000020.json"]
-  hooked = json.loads((wd / "eval" / "step_000020.json").read_text())
+  hook_files = ["step_000010_num200_seed0.json", "step_000020_num200_seed0.json"]
+  assert sorted(p.name for p in (wd / "eval").iterdir()) == hook_files
+  hooked = json.loads((wd / "eval" / hook_files[1]).read_text())
   assert IMAGE_KEYS <= set(hooked) and hooked["num_samples"] == 200
+  assert hooked["step"] == 20 and hooked["noise_seed"] == 0
 
   out = _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "300", "--seed", "3"])
   assert IMAGE_KEYS <= set(out)
   assert all(isinstance(v, (int, float)) and math.isfinite(v)
              for k, v in out.items() if k != "features")
   assert out["step"] == 20 and out["num_samples"] == 300 and out["num_real"] == 5000
+  assert out["noise_seed"] == 3
   assert 0 <= out["precision"] <= 1 and 0 <= out["recall"] <= 1 and 1 <= out["inception_score"]
-  assert json.loads((wd / "eval" / "step_000020.json").read_text()) == out
+  # each setting has its own file: the hook's result is not overwritten
+  assert json.loads((wd / "eval" / "step_000020_num300_seed3.json").read_text()) == out
+  assert json.loads((wd / "eval" / hook_files[1]).read_text()) == hooked
 
   # Reference: the same numbers from `jaxgan sample`'s output and the metric functions.
   x = sample(wd, 300, 3, tmp_path / "s.npy")
@@ -60,7 +64,15 @@ def test_eval_cli_on_tiny_mixture_run(tmp_path, capsys, mlp_config):
   assert {"modes", "num_modes", "hq_percent", "kl", "num_samples", "step"} <= set(out)
   assert out["num_samples"] == 2500 and out["num_modes"] == 8 and out["step"] == 20
   assert 0 <= out["modes"] <= 8 and 0 <= out["hq_percent"] <= 100
-  assert (wd / "eval" / "step_000020.json").exists()
+  assert json.loads((wd / "eval" / "step_000020.json").read_text()) == out  # the defaults
+  assert out["noise_seed"] == 0
+  # the defaults spelled out name the same file; any other setting its own
+  assert _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "2500", "--seed", "0"]) == out
+  again = _run_json(capsys, ["eval", "--workdir", str(wd), "--seed", "1"])
+  assert again["noise_seed"] == 1 and again["num_samples"] == 2500
+  assert sorted(p.name for p in (wd / "eval").iterdir()) == ["step_000020.json",
+                                                             "step_000020_num2500_seed1.json"]
+  assert json.loads((wd / "eval" / "step_000020.json").read_text()) == out
 
 
 def test_eval_errors_are_clear(tmp_path, capsys):
@@ -81,7 +93,7 @@ def test_eval_cli_on_tiny_stacked_mnist_run(tmp_path, capsys, mlp_config):
   out = _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "400"])
   x = sample(wd, 400, 0, tmp_path / "s.npy")                       # the same samples
   want = modes.stacked_mnist_metrics(x, classifier.load_mnist_classifier().predict)
-  assert out == dict(want, step=20)
+  assert out == dict(want, step=20, noise_seed=0)
   assert out["num_modes"] == 1000 and 1 <= out["modes"] <= 400
 
 

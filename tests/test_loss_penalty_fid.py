@@ -72,7 +72,7 @@ def test_cells_are_recorded_with_their_commands_and_not_redone(table, calls, tmp
   assert calls == dict(train=2, eval=2)
   assert again["cells"] == res["cells"]
   # a cell trained but not evaluated (killed in between) is evaluated, not retrained
-  (Path(res["cells"]["hinge/none"]["workdir"]) / "eval" / "step_000004.json").unlink()
+  (Path(res["cells"]["hinge/none"]["workdir"]) / "eval" / "step_000004_num100_seed0.json").unlink()
   third = table.main(argv)
   assert calls == dict(train=2, eval=3)
   assert third["cells"]["hinge/none"]["fid"] == pytest.approx(res["cells"]["hinge/none"]["fid"])
