@@ -147,7 +147,7 @@ def _sweep(args, overrides) -> None:
     summary = sweep.sweep(config, workdir, args.seeds, args.param, values,
                           steps_per_call=args.steps_per_call, progress=not args.no_progress)
     if summary is None:                                              # SIGTERM, checkpointed
-      print(f"[jaxgan] sweep stopped before step {config.steps}; the same command resumes it")
+      print("[jaxgan] sweep stopped without its summary; the same command resumes it")
       return
   print(json.dumps(summary["aggregate"], indent=1))
   print(f"[jaxgan] done: members and summary.json in {workdir}")

@@ -33,10 +33,11 @@ points.
 step itself, no scan: convolutions inside a loop body run far slower on XLA:CPU (jax#12868), so
 conv sweeps on CPU want K = 1. (`config.steps_per_call` is `jaxgan train`'s and is not read here.)
 
-SIGTERM (preemption) and a first Ctrl-C stop the sweep after the current chunk, as they stop
-`jaxgan train`: every member still saving commits a checkpoint of that step and the same command
-resumes the sweep (no summary is written then); Ctrl-C then raises KeyboardInterrupt, a second
-Ctrl-C raises it at once.
+SIGTERM (preemption) and a first Ctrl-C, from the sweep's start on, stop it after the current
+chunk, as they stop `jaxgan train`: every member still saving commits a checkpoint of that step
+and the same command resumes the sweep (no summary is written then, even after the last chunk);
+Ctrl-C then raises KeyboardInterrupt, a second Ctrl-C raises it at once. The summary itself
+(after training) is not guarded: a SIGTERM there kills it, and a re-run redoes just the summary.
 """
 import dataclasses
 import functools
@@ -56,9 +57,9 @@ from jaxgan import eval as eval_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
-from jaxgan.train import (_all_finite, _log, _Preemption, config_from_workdir, load_run,
-                          sample_noise, write_run_files)
-from jaxgan.train_step import train_step
+from jaxgan.host import Preemption, log
+from jaxgan.train import config_from_workdir, load_run, sample_noise, write_run_files
+from jaxgan.train_step import all_finite, train_step
 from jaxgan.writers import MetricWriter, last_metrics
 
 # config keys that may differ between the members of one sweep (traced scalars in the step)
@@ -164,73 +165,78 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
           *, steps_per_call: Optional[int] = None, progress: bool = True,
           classify: Optional[Callable] = None) -> Optional[dict]:
   """Trains (or resumes) the members in `workdir/<member>/` up to `config.steps`; returns (and
-  writes) the summary, or None if SIGTERM stopped it early (its checkpoints committed).
+  writes) the summary, or None if SIGTERM stopped it (its checkpoints committed, no summary;
+  Ctrl-C: the same, then KeyboardInterrupt).
   `steps_per_call`: steps per compiled call (default: all the steps between two
   log/sample/checkpoint points, in one scan)."""
   config_lib.validate(config)
   runs = members(config, seeds, param, values)
   _check_steps_per_call(steps_per_call, config)                     # before any file is written
   workdir = Path(workdir)
-  source = data_lib.make_source(config.data, config.batch_size, config.seed)
-  if source.keyed_batch is None:
-    raise data_lib.DataError(f"a sweep needs an on-device data source ({', '.join(data_lib.EMBEDDED)}); "
-                             f"{source.name!r} is read on the host")
-  spec = spec_from_config(config, source.shape)
-  n = len(runs)
-  member_seeds = jnp.array([c.seed for _, c in runs])
-  hp = {param: jnp.array([float(_get(c, param)) for _, c in runs], jnp.float32)} if param else {}
-  dirs = [workdir / name for name, _ in runs]
-  for d, (_, c) in zip(dirs, runs):
-    write_run_files(d, c, source)
-  (workdir / "sweep.json").write_text(json.dumps(dict(
-      config=json.loads(config_lib.config_to_json(config)), param=param, values=list(values),
-      seeds=seeds, members=[name for name, _ in runs]), indent=2))
+  # SIGTERM / Ctrl-C from here on: checkpoint and stop after the current chunk, no summary
+  with Preemption() as preemption:
+    source = data_lib.make_source(config.data, config.batch_size, config.seed)
+    if source.keyed_batch is None:
+      raise data_lib.DataError(f"a sweep needs an on-device data source "
+                               f"({', '.join(data_lib.EMBEDDED)}); {source.name!r} is read on "
+                               f"the host")
+    spec = spec_from_config(config, source.shape)
+    n = len(runs)
+    member_seeds = jnp.array([c.seed for _, c in runs])
+    hp = {param: jnp.array([float(_get(c, param)) for _, c in runs], jnp.float32)} if param else {}
+    dirs = [workdir / name for name, _ in runs]
+    for d, (_, c) in zip(dirs, runs):
+      write_run_files(d, c, source)
+    (workdir / "sweep.json").write_text(json.dumps(dict(
+        config=json.loads(config_lib.config_to_json(config)), param=param, values=list(values),
+        seeds=seeds, members=[name for name, _ in runs]), indent=2))
 
-  keys = jax.vmap(jax.random.key)(member_seeds)                      # [N] typed keys
-  state = jax.jit(jax.vmap(lambda k: create_state(spec, k, source.shape)))(keys)
-  ckpts = [Checkpoints(d / "checkpoints") for d in dirs]
-  start = _resume_step(ckpts)
-  if start:
-    template = jax.tree.map(lambda x: x[0], state)
-    state = _stack([c.restore(template, start) for c in ckpts])
-    _log(f"resumed sweep {workdir} from step {start}")
-  left = config.steps - start
-  try:
-    every = _check_steps_per_call(steps_per_call, config, left, start)
-  except config_lib.ConfigError:
-    for c in ckpts:
-      c.close()
-    raise
-  _log(f"sweep of {n} members ({', '.join(name for name, _ in runs[:3])}{', ...' if n > 3 else ''}) "
-       f"in one program on {jax.devices()[0].platform}; data {source.name} "
-       f"{tuple(source.shape)}; steps {start} -> {config.steps}, {every} per call")
+    keys = jax.vmap(jax.random.key)(member_seeds)                    # [N] typed keys
+    state = jax.jit(jax.vmap(lambda k: create_state(spec, k, source.shape)))(keys)
+    ckpts = [Checkpoints(d / "checkpoints") for d in dirs]
+    start = _resume_step(ckpts)
+    if start:
+      template = jax.tree.map(lambda x: x[0], state)
+      state = _stack([c.restore(template, start) for c in ckpts])
+      log(f"resumed sweep {workdir} from step {start}")
+    left = config.steps - start
+    try:
+      every = _check_steps_per_call(steps_per_call, config, left, start)
+    except config_lib.ConfigError:
+      for c in ckpts:
+        c.close()
+      raise
+    log(f"sweep of {n} members ({', '.join(name for name, _ in runs[:3])}"
+        f"{', ...' if n > 3 else ''}) in one program on {jax.devices()[0].platform}; data "
+        f"{source.name} {tuple(source.shape)}; steps {start} -> {config.steps}, {every} per call")
 
-  chunk_fn = jax.jit(_lockstep(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
-                     donate_argnums=0)
-  use_ema = config.ema_decay > 0
-  sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema)))
-  finite_fn = jax.jit(jax.vmap(_all_finite))
-  fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
-                       for _, c in runs])                            # [N, num, latent]
-  writers = [MetricWriter(d, start_step=start) for d in dirs]       # cut back to `start`
-  reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
-  diverged = {}                                                      # member index -> step
+    chunk_fn = jax.jit(
+        _lockstep(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
+        donate_argnums=0)
+    use_ema = config.ema_decay > 0
+    sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema)))
+    finite_fn = jax.jit(jax.vmap(all_finite))
+    fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
+                         for _, c in runs])                          # [N, num, latent]
+    writers = [MetricWriter(d, start_step=start) for d in dirs]     # cut back to `start`
+    reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
+    diverged = {}                                                    # member index -> step
 
-  bar = None
-  if progress:
-    from tqdm import tqdm
-    bar = tqdm(total=config.steps, initial=start, desc=f"sweep x{n}", unit="step", mininterval=1.0)
+    bar = None
+    if progress:
+      from tqdm import tqdm
+      bar = tqdm(total=config.steps, initial=start, desc=f"sweep x{n}", unit="step",
+                 mininterval=1.0)
 
-  def save(done, state):
-    """Saves every member still saving; one that is non-finite now stops saving."""
-    ok = np.asarray(finite_fn(state))
-    for i, c in enumerate(ckpts):
-      if ok[i] and i not in diverged:
-        c.save(done, jax.tree.map(lambda x: x[i], state))
-      elif i not in diverged:
-        diverged[i] = done
+    def save(done, state):
+      """Saves every member still saving; one that is non-finite now stops saving."""
+      ok = np.asarray(finite_fn(state))
+      for i, c in enumerate(ckpts):
+        if ok[i] and i not in diverged:
+          c.save(done, jax.tree.map(lambda x: x[i], state))
+        elif i not in diverged:
+          diverged[i] = done
 
-  with _Preemption() as stop:  # SIGTERM / Ctrl-C: checkpoint and stop after the chunk
     try:
       for done in range(start + every, config.steps + 1, every):
         state, metrics = chunk_fn(state, keys, hp)
@@ -241,8 +247,8 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
             row = {k: float(v[i]) for k, v in metrics.items()}
             if i not in diverged and not (ok[i] and all(map(math.isfinite, row.values()))):
               diverged[i] = done
-              _log(f"member {runs[i][0]} became non-finite at step {done}; it stops saving "
-                   f"(last checkpoint kept)")
+              log(f"member {runs[i][0]} became non-finite at step {done}; it stops saving "
+                  f"(last checkpoint kept)")
             writers[i].write(done, row)
         if done % config.sample_every == 0 or done == config.steps:
           x = np.asarray(sample_fn(state, fixed_z))
@@ -253,14 +259,12 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
           save(done, state)
         if bar is not None:
           bar.update(every)
-        if stop.requested and done < config.steps:
+        if preemption.requested:  # also after the last chunk: then no summary either
           save(done, state)                                          # a no-op if just saved
           for c in ckpts:
             c.wait()
-          _log(f"{stop.name}: checkpoints of step {done} committed for the {n - len(diverged)} "
-               f"saving members in {workdir}; exiting. Re-run the same command to resume.")
-          if stop.name == "SIGINT":  # saved; the caller is still interrupted, as Ctrl-C means
-            raise KeyboardInterrupt
+          preemption.stop(f"checkpoints of step {done} committed for the {n - len(diverged)} "
+                          f"saving members in {workdir}")
           return None
     finally:
       if bar is not None:
@@ -269,6 +273,10 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
         w.close()
       for c in ckpts:
         c.close()
+    if preemption.requested:  # came during the set-up of a sweep with nothing left to train
+      preemption.stop(f"checkpoints of step {config.steps} committed in {workdir}; no summary "
+                      f"written")
+      return None
   return summarize(workdir, classify=classify)
 
 

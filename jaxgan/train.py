@@ -7,13 +7,9 @@ and the quantity. SIGTERM finishes the step, commits a checkpoint and returns. A
 (SIGINT) does the same and then raises KeyboardInterrupt; a second one raises it at once (the
 last committed checkpoint stays).
 """
-import contextlib
 import functools
 import json
-import os
-import signal
 import time
-import types
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +21,7 @@ from jaxgan import config as config_lib
 from jaxgan import data as data_lib
 from jaxgan import parallel
 from jaxgan.checkpoint import Checkpoints
+from jaxgan.host import Preemption, log
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANState, generate, spec_from_config
 from jaxgan.train_step import all_finite, nonfinite_names
@@ -36,11 +33,6 @@ class NonFiniteError(FloatingPointError):
   def __init__(self, message: str, step: Optional[int] = None):
     super().__init__(message)
     self.step = step
-
-
-def _log(msg: str) -> None:
-  if parallel.is_writer():
-    print(f"[jaxgan] {msg}", flush=True)
 
 
 def sample_noise(seed: int, num: int, latent_dim: int) -> jax.Array:
@@ -74,7 +66,7 @@ def _check_workdir_config(workdir: Path, config, force: bool) -> None:
         f"\nOnly {', '.join(config_lib.RESUMABLE_KEYS)} may change when a run is resumed. Use "
         f"another --workdir, or pass --force to continue this run with the new config.")
   if diff:
-    _log(f"--force: continuing {workdir} with a changed config: {'; '.join(diff)}")
+    log(f"--force: continuing {workdir} with a changed config: {'; '.join(diff)}")
 
 
 class _Diagnostics:
@@ -104,51 +96,17 @@ class _Diagnostics:
     self.streak = self.streak + 1 if self._d_wins(m) else 0
     if self.streak >= self.cfg.d_wins_logs:
       if self.streak == self.cfg.d_wins_logs:
-        _log(f"warning: step {step}: D's loss has stayed below {self.cfg.d_wins_loss} for "
-             f"{self.streak} log points (D wins; G gets no signal)")
+        log(f"warning: step {step}: D's loss has stayed below {self.cfg.d_wins_loss} for "
+            f"{self.streak} log points (D wins; G gets no signal)")
       self.counts["d_wins_warnings"] += 1
     collapsed = self._collapsed(m)
     if collapsed:
       if not self.collapsed:
-        _log(f"warning: step {step}: the fakes of a batch collapse (mean pairwise distance "
-             f"{m['fake_pdist']:.3g} vs {m['real_pdist']:.3g} for real data)")
+        log(f"warning: step {step}: the fakes of a batch collapse (mean pairwise distance "
+            f"{m['fake_pdist']:.3g} vs {m['real_pdist']:.3g} for real data)")
       self.counts["collapse_warnings"] += 1
     self.collapsed = collapsed
     return self.counts
-
-
-class _Preemption:
-  """Turns SIGTERM and a first Ctrl-C (SIGINT) into a flag the loop checks between steps; a
-  second Ctrl-C raises KeyboardInterrupt at once. `name` is the first signal's name."""
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.requested = False
-    self.name = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in self.SIGNALS:
-      if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
-        continue  # started with SIGINT ignored (nohup, `&` in a script): keep it so
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: no handler
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    if self.requested and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    if not self.requested:
-      self.requested, self.name = True, signal.Signals(signum).name
-      if signum == signal.SIGINT:  # os.write: print is not safe inside a signal handler
-        os.write(2, b"\n[jaxgan] Ctrl-C: finishing the step and committing a checkpoint; "
-                    b"Ctrl-C again to stop at once\n")
-
-  def __exit__(self, *exc):
-    for sig, previous in self._previous.items():
-      signal.signal(sig, previous)
 
 
 def data_meta(source: data_lib.Source) -> dict:
@@ -180,8 +138,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
   parallel.check_batch_size(config.batch_size, mesh)
   workdir = Path(workdir)
   # several processes: JAX's preemption notifier owns SIGTERM and agrees on a step to save
-  with (_Preemption() if jax.process_count() == 1 else
-        contextlib.nullcontext(types.SimpleNamespace(requested=False, name=None))) as preemption:
+  with Preemption(handle=jax.process_count() == 1) as preemption:
     _check_workdir_config(workdir, config, force)
     procs = {} if jax.process_count() == 1 else dict(process_index=jax.process_index(),
                                                      process_count=jax.process_count())
@@ -191,7 +148,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoints(workdir / "checkpoints", cleanup_unfinished=True)
     try:
-      restored, start = ckpt.restore_latest(state, log=_log)
+      restored, start = ckpt.restore_latest(state, log=log)
       k = config.get("steps_per_call", 1)
       if (start or 0) % k:
         raise config_lib.ConfigError(
@@ -202,7 +159,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
       if parallel.is_writer():
         write_run_files(workdir, config, source)
       if start:
-        _log(f"resumed {workdir} from step {start}")
+        log(f"resumed {workdir} from step {start}")
       state = _loop(config, workdir, source, spec, state, start, ckpt, preemption, progress,
                     mesh)
     except BaseException:
@@ -217,8 +174,8 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
 
 def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progress, mesh):
   k = config.get("steps_per_call", 1)
-  _log(f"{parallel.describe(mesh)}, global batch {config.batch_size}, {k} step(s) per call; "
-       f"data {source.name} {tuple(source.shape)}; training steps {start} -> {config.steps}")
+  log(f"{parallel.describe(mesh)}, global batch {config.batch_size}, {k} step(s) per call; "
+      f"data {source.name} {tuple(source.shape)}; training steps {start} -> {config.steps}")
   step_fn = parallel.jit_step(spec, mesh, k)
   sample_fn = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0),
                       out_shardings=parallel.replicated(mesh))
@@ -235,8 +192,8 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
     _check_nonfinite(nonfinite, step, last_good, config.skip_nonfinite)
     if int(nonfinite["skipped"]) > skipped:
       skipped = int(nonfinite["skipped"])
-      _log(f"step {step}: {skipped} non-finite update(s) skipped so far (the first at step "
-           f"{int(nonfinite['first_step'])}: {', '.join(nonfinite_names(nonfinite['what']))})")
+      log(f"step {step}: {skipped} non-finite update(s) skipped so far (the first at step "
+          f"{int(nonfinite['first_step'])}: {', '.join(nonfinite_names(nonfinite['what']))})")
 
   def write_samples(step):
     check(step, jax.device_get(state.nonfinite))
@@ -265,8 +222,8 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
                                                 config.get("eval_num", 0), source=source)
     result = evaluator.record(step, evaluator(state))
     if parallel.is_writer():
-      _log(f"eval at step {step}: "
-           f"{eval_lib.write(evaluator.result_path(workdir, step), result)}")
+      log(f"eval at step {step}: "
+          f"{eval_lib.write(evaluator.result_path(workdir, step), result)}")
 
   bar = None
   if progress and parallel.is_writer():
@@ -306,11 +263,7 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
       if preemption.requested if jax.process_count() == 1 else parallel.reached_preemption(done):
         save(done)
         ckpt.wait()
-        name = preemption.name or "SIGTERM"  # several processes: JAX saw a SIGTERM
-        _log(f"{name}: checkpoint of step {done} committed to {ckpt.directory}; exiting. "
-             f"Re-run the same command to resume.")
-        if name == "SIGINT":  # saved; the caller is still interrupted, as Ctrl-C means
-          raise KeyboardInterrupt
+        preemption.stop(f"checkpoint of step {done} committed to {ckpt.directory}")
         break
   finally:
     if bar is not None:

@@ -250,6 +250,13 @@ def test_stacked_mnist_sweep_counts_modes_with_the_classifier(tmp_path, monkeypa
   assert 1 <= member["modes"] <= 1000 and member["kl"] >= 0
 
 
+def _flat(tree, prefix=""):
+  """{"a/b": leaf} of a nested dict."""
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}/{key}").items()}
+
+
 class _SignalAt:
   """Stands in for tqdm's bar: sends `sig` to this process once the sweep has done `step` steps
   (the bar is updated after each chunk, as a signal may land at any point of the loop)."""
@@ -304,6 +311,38 @@ def test_signal_checkpoints_the_sweep_at_its_step_and_resume_is_exact(seed_sweep
     rows = [json.loads(r)["step"] for r in (tmp_path / s / "metrics.jsonl").read_text().splitlines()]
     assert rows == [3, 6]
     assert sorted(p.name for p in (tmp_path / s / "checkpoints").iterdir()) == ["3", "4", "6"]
+
+
+@pytest.mark.parametrize("when", ["setup", "last_chunk"])
+def test_sigterm_in_setup_or_last_chunk_stops_without_summary(seed_sweep, tmp_path,
+                                                              monkeypatch, when):
+  """A SIGTERM while the sweep sets up (here: as it writes the run files) stops it after the
+  first chunk (step 3); one in the last chunk keeps the final checkpoints but writes no summary.
+  Either way the same command then finishes, with the uninterrupted sweep's summary."""
+  import tqdm
+  from jaxgan import sweep as sweep_lib
+  straight, want = seed_sweep
+  if when == "setup":
+    write_run_files = sweep_lib.write_run_files
+    def write_and_signal(*args):
+      write_run_files(*args)
+      signal.raise_signal(signal.SIGTERM)
+    monkeypatch.setattr(sweep_lib, "write_run_files", write_and_signal)
+  else:
+    monkeypatch.setattr(tqdm, "tqdm", _SignalAt(signal.SIGTERM, 6))
+  handler = signal.getsignal(signal.SIGTERM)
+  assert sweep(small_grid_config(), tmp_path, seeds=2) is None
+  assert signal.getsignal(signal.SIGTERM) == handler
+  assert not (tmp_path / "summary.json").exists()
+  stopped = ["3"] if when == "setup" else ["3", "6"]
+  for s in ("seed5", "seed6"):
+    assert sorted(p.name for p in (tmp_path / s / "checkpoints").iterdir()) == stopped
+  monkeypatch.undo()
+  summary = sweep(small_grid_config(), tmp_path, seeds=2, progress=False)
+  got, expected = _flat(summary["aggregate"]), _flat(want["aggregate"])
+  assert got.keys() == expected.keys() and got == pytest.approx(expected, rel=1e-5, abs=1e-7)
+  for s in ("seed5", "seed6"):
+    assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
 
 
 def test_chunks_divide_the_resumed_step(grid_config):
