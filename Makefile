@@ -5,14 +5,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test install
+.PHONY: demo test install constraints
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# the tested versions of every package (constraints.txt); pyproject.toml keeps the ranges
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
+
+# rewrite constraints.txt from .venv (after an upgrade that passed `make test`)
+constraints:
+	{ grep '^#' constraints.txt; $(VENV)/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: install
 	$(VENV)/bin/jaxgan train
