@@ -51,7 +51,9 @@ def _parser():
                       "points in one scan; 1 for conv models on CPU)")
   w.add_argument("--summarize", action="store_true", help="only (re)write DIR/summary.json")
   w.add_argument("--no-progress", action="store_true", help="no progress bar")
-  e = sub.add_parser("eval", help="metrics of a run's latest checkpoint -> DIR/eval/step_N.json")
+  e = sub.add_parser("eval", help="metrics of a run's latest checkpoint -> "
+                                   "DIR/eval/step_N.json (other --num/--seed: "
+                                   "step_N_num{num}_seed{seed}.json)")
   e.add_argument("--workdir", required=True)
   e.add_argument("--num", type=int, default=None,
                  help="samples (default 5,000 for images, 2,500 for grid25/ring8, "
