@@ -1,11 +1,14 @@
 """Two real processes on 127.0.0.1 (jax.distributed, gloo CPU collectives, 2 fake devices each)
 train one run together: identical params in both, equal to a single-process run up to
-rounding, metrics written once, and their checkpoint restores in a single process."""
+rounding, metrics written once, and their checkpoint restores in a single process; a SIGTERM
+to one of them stops both at one step with a checkpoint (JAX's preemption sync)."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -48,24 +51,30 @@ def params(state):
                                                   state.ema_params))]
 
 
-@pytest.mark.slow
-def test_two_processes_train_one_run(tmp_path):
-  workdir = tmp_path / "pair"
+def _start_pair(workdir, *overrides):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
              XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=str(REPO))
   port = free_port()
-  procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(port), str(i), str(workdir),
-                             *OVERRIDES], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  outs = []
+  return [subprocess.Popen([sys.executable, "-c", WORKER, str(port), str(i), str(workdir),
+                            *overrides], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True) for i in range(2)]
+
+
+def _finish(procs, timeout=300) -> list[str]:
   try:
-    for p in procs:
-      outs.append(p.communicate(timeout=300)[0])
+    return [p.communicate(timeout=timeout)[0] for p in procs]
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
         p.wait()
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run(tmp_path):
+  workdir = tmp_path / "pair"
+  procs = _start_pair(workdir, *OVERRIDES)
+  outs = _finish(procs)
   for i, (p, out) in enumerate(zip(procs, outs)):
     assert p.returncode == 0, f"process {i}:\n{out[-3000:]}"
   assert "4 device(s) [cpu] in 2 process(es)" in outs[0]
@@ -89,6 +98,39 @@ def test_two_processes_train_one_run(tmp_path):
   assert int(restored.step) == 10
   for k, x in zip(a.files, params(restored)):
     np.testing.assert_array_equal(a[k], x)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step_with_a_checkpoint(tmp_path):
+  """A preemption notice (SIGTERM) to process 1 alone: JAX's preemption sync has both
+  processes stop after the same step, commit one checkpoint of it and exit 0; the pair then
+  resumes from that step and finishes."""
+  workdir = tmp_path / "pair"
+  long = [o for o in OVERRIDES if not o.startswith(("steps=", "checkpoint_every="))]
+  procs = _start_pair(workdir, *long, "steps=100000", "checkpoint_every=100000")
+  rows = workdir / "metrics.jsonl"
+  t0 = time.monotonic()
+  while not (rows.exists() and rows.read_text().count("\n") >= 2):   # training is under way
+    assert all(p.poll() is None for p in procs), _finish(procs)
+    assert time.monotonic() - t0 < 240, "no progress"
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  outs = _finish(procs)
+  for i, (p, out) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0, f"process {i}:\n{out[-3000:]}"
+    assert f"worker {i} done" in out
+  (stopped,) = [int(d.name) for d in (workdir / "checkpoints").iterdir() if d.name.isdigit()]
+  assert 10 <= stopped < 100000
+  assert f"SIGTERM: checkpoint of step {stopped} committed" in outs[0]
+  a, b = (np.load(workdir / f"params_{i}.npz") for i in range(2))
+  for k in a.files:                                  # both stopped after the same step
+    np.testing.assert_array_equal(a[k], b[k])
+  assert int(load_run(workdir)[2].step) == stopped
+
+  end = stopped + 10
+  outs = _finish(_start_pair(workdir, *long, f"steps={end}", "checkpoint_every=100000"))
+  assert f"resumed {workdir} from step {stopped}" in outs[0], outs[0][-3000:]
+  assert int(load_run(workdir)[2].step) == end
 
 
 def test_distributed_flags_are_checked(capsys):
