@@ -35,6 +35,7 @@ from jaxgan.config import ConfigError
 from jaxgan.metrics import modes, scores
 from jaxgan.state import GANSpec, GANState, generate
 from jaxgan.train import draw_samples, load_run
+from jaxgan.writers import write_atomic
 
 NUM_IMAGE_SAMPLES = 5000
 K = 3  # k-NN of precision/recall and density/coverage
@@ -148,9 +149,9 @@ def result_path(workdir, step: int, data_name: str, num: Optional[int] = None,
 
 
 def write(path: Path, metrics: dict) -> Path:
-  """Writes `metrics` as JSON to `path` (see `result_path`); returns it."""
+  """Writes `metrics` as JSON to `path` (see `result_path`), whole or not at all; returns it."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+  write_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
   return path
 
 
