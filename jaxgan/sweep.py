@@ -96,12 +96,12 @@ def _lockstep(chunk):
   """vmap of `chunk(state, data_key, hp)` over the members, with the step shared: the members
   move in lockstep, and a step that vmap saw as batched would turn the lazy penalty's
   `lax.cond(step % k == 0, ...)` into a select that runs the penalty on every step."""
-  def run(state, data_key, hp):
+  def lockstep_chunk(state, data_key, hp):
     axes = jax.tree.map(lambda _: 0, state).replace(step=None)
     out, metrics = jax.vmap(chunk, in_axes=(axes, 0, 0), out_axes=(axes, 0))(
         state.replace(step=state.step[0]), data_key, hp)
     return out.replace(step=jnp.broadcast_to(out.step, state.step.shape)), metrics
-  return run
+  return lockstep_chunk
 
 
 def members(config, seeds: int, param: Optional[str] = None,

@@ -1,5 +1,6 @@
 """Seed populations: member i of one vmapped program equals the single run with seed i."""
 import json
+import logging
 import shutil
 import signal
 
@@ -343,6 +344,17 @@ def test_sigterm_in_setup_or_last_chunk_stops_without_summary(seed_sweep, tmp_pa
   assert got.keys() == expected.keys() and got == pytest.approx(expected, rel=1e-5, abs=1e-7)
   for s in ("seed5", "seed6"):
     assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
+
+
+def test_the_sweep_compiles_its_chunk_once(tmp_path, caplog):
+  """Four chunks (12 steps, 3 per call), one compilation of the vmapped chunk: no recompile
+  after the first call."""
+  c = config_lib.apply_overrides(small_grid_config(), ["steps=12", "checkpoint_every=6",
+                                                       "sample_every=12"])
+  with jax.log_compiles(), caplog.at_level(logging.WARNING):
+    sweep(c, tmp_path, seeds=2, progress=False)
+  compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+  assert sum("jit(lockstep_chunk)" in m for m in compiles) == 1, compiles
 
 
 def test_chunks_divide_the_resumed_step(grid_config):
