@@ -20,6 +20,8 @@ def get_config():
   c.num_sample_images = 64
   c.eval_every = 0                       # >0: `jaxgan eval` metrics every K steps -> eval/
   c.eval_num = 0                         # samples per eval; 0: the data's default (5,000)
+  c.eval_inception = ""                  # FID Inception weights (.npz): image metrics in its
+                                         # features ("": the MNIST classifier's)
   c.steps_per_call = 1                   # K > 1: K steps per compiled call (lax.scan)
 
   c.data = ml_collections.ConfigDict(dict(

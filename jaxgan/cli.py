@@ -5,7 +5,7 @@
   jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
                 [--steps-per-call K]
-  jaxgan eval   --workdir DIR [--num N] [--seed S]
+  jaxgan eval   --workdir DIR [--num N] [--seed S] [--inception FILE.npz]
 """
 import argparse
 import sys
@@ -59,6 +59,9 @@ def _parser():
                  help="samples (default 5,000 for images, 2,500 for grid25/ring8, "
                       "26,000 for stacked_mnist)")
   e.add_argument("--seed", type=int, default=0, help="noise seed of the samples")
+  e.add_argument("--inception", default=None, metavar="FILE.npz",
+                 help="FID Inception-v3 weights (experiments/convert_fid_inception.py): image "
+                      "metrics in its features, for 1- and 3-channel images")
   return p
 
 
@@ -119,7 +122,8 @@ def main(argv=None) -> int:
         raise config_lib.ConfigError("eval takes no --config.* overrides")
       import json
       from jaxgan.eval import evaluate_run
-      print(json.dumps(evaluate_run(args.workdir, args.num, args.seed), sort_keys=True))
+      print(json.dumps(evaluate_run(args.workdir, args.num, args.seed, args.inception),
+                       sort_keys=True))
   except (config_lib.ConfigError, DataError, FileNotFoundError) as e:
     print(f"jaxgan: error: {e}", file=sys.stderr)
     return 2

@@ -20,7 +20,7 @@ REQUIRED_KEYS = ("steps", "batch_size", "seed", "checkpoint_every")
 # how often it writes, never the numbers it computes (a larger `steps` continues a run). Any
 # other difference is refused unless `jaxgan train --force`.
 RESUMABLE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "num_sample_images",
-                  "data.data_dir", "steps_per_call")
+                  "data.data_dir", "steps_per_call", "eval_every", "eval_num", "eval_inception")
 
 
 class ConfigError(ValueError):
@@ -139,7 +139,7 @@ def _flat_json(config) -> dict:
 # whose config.json lacks one resumes as if it had that value.
 ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
               "model.g_batch_norm": False, "model.d_minibatch_std": 0,
-              "model.g_out_conv": 0}
+              "model.g_out_conv": 0, "eval_inception": ""}
 
 
 def lr_decay(config) -> tuple[int, int]:

@@ -1,6 +1,7 @@
-"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N] [--seed S]`, and every `eval_every`
-steps of `jaxgan train`. Results go to `DIR/eval/step_XXXXXX.json` at the default number of
-samples and noise seed 0, else to `step_XXXXXX_num{N}_seed{S}.json` (`result_path`).
+"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N] [--seed S] [--inception FILE]`,
+and every `eval_every` steps of `jaxgan train`. Results go to `DIR/eval/step_XXXXXX.json` at
+the default number of samples and noise seed 0, else to `step_XXXXXX_num{N}_seed{S}.json`, with
+`_inception` added in Inception features (`result_path`).
 
 What is measured depends on the run's data:
 
@@ -13,6 +14,11 @@ What is measured depends on the run's data:
                        (resized to 28x28): fid ('MNIST-5k FID, classifier features'), kid,
                        kid_std, precision, recall, density, coverage (k=3), inception_score
                        (its 10-class logits, 10 splits), classes_covered and class_kl
+  with --inception     1- or 3-channel images, the same against the run's real images (a whole
+                       embedded set, else --num images of the source) in the FID Inception-v3's
+                       2048-d pool features (resized to 299x299): fid (the standard FID when
+                       the weights are pytorch-fid's), kid, kid_std, precision, recall,
+                       density, coverage, inception_score (its 1,008 logits)
 
 Samples come from the EMA generator when the run has one, for the fixed noise of `seed`.
 `Evaluator` does the per-run work once (classifier, real features, the jitted generator), so
@@ -61,6 +67,9 @@ def _real_images(source: data_lib.Source, num: int) -> np.ndarray:
 class Evaluator:
   """`evaluator(state) -> {metric: float}` for the run described by (config, spec, meta).
 
+  Image runs are scored in the features of the shipped MNIST classifier (1-channel images), or
+  with `inception` (the path of FID Inception-v3 weights, see `metrics.inception`) in the FID
+  Inception's pool features, for any 1- or 3-channel images.
   `classify` (digit images [M, H, W, 1] -> labels [M] in 0..9) labels the Stacked MNIST
   channels in place of the shipped MNIST classifier, which is then not loaded (tests inject a
   cheap one). Image metrics need the classifier's features, so they refuse a `classify`.
@@ -68,22 +77,32 @@ class Evaluator:
 
   def __init__(self, config, spec: GANSpec, meta: dict, num: Optional[int] = None,
                seed: int = 0, source: Optional[data_lib.Source] = None,
-               classify: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+               classify: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+               inception: Optional[str] = None):
     self.name, self.shape = meta["name"], tuple(meta["shape"])
     self.value_range = meta["value_range"]
     self.seed = seed
+    self.inception = str(inception) if inception else None
     self._gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
     self._latent_dim = spec.latent_dim
     if self.name in ("grid25", "ring8"):
       self.kind = "mixture"
     elif self.name == "stacked_mnist":
       self.kind = "stacked_mnist"
-    elif len(self.shape) == 3 and self.shape[-1] == 1:
+    elif len(self.shape) == 3 and self.shape[-1] in (1, 3):
       self.kind = "images"
     else:
       raise data_lib.DataError(
           f"no metrics for data {self.name!r} of shape {self.shape}: eval supports "
-          f"grid25, ring8, stacked_mnist and 1-channel (MNIST-like) images")
+          f"grid25, ring8, stacked_mnist and 1- or 3-channel images")
+    if self.inception and self.kind != "images":
+      raise ConfigError(f"--inception (FID Inception features) is for image runs; {self.name} "
+                        f"runs are scored by their mode metrics")
+    if self.kind == "images" and self.shape[-1] == 3 and not self.inception:
+      raise ConfigError(
+          f"metrics of RGB images ({self.name}, {self.shape}) need the FID Inception-v3 "
+          f"weights: --inception FILE.npz (train: --config.eval_inception=FILE.npz); how to "
+          f"make the file: README, 'Evaluation'")
     self.num = int(num or default_num(self.name))
     if self.num < 2:
       raise ConfigError(f"--num must be >= 2, got {self.num}")
@@ -91,19 +110,28 @@ class Evaluator:
       raise ValueError("classify replaces only Stacked MNIST's digit labels; the image metrics "
                        "need the shipped classifier's features (pass classify=None)")
     self.classify = classify
-    if self.kind == "images" or (self.kind == "stacked_mnist" and classify is None):
+    if (self.kind == "images" and not self.inception) or (self.kind == "stacked_mnist"
+                                                          and classify is None):
       from jaxgan.metrics.classifier import load_mnist_classifier
       self.classifier = load_mnist_classifier()                      # only where it is used
       self.classify = self.classify or self.classifier.predict
     if self.kind == "images":
+      if self.inception:
+        from jaxgan.metrics.inception import load_fid_inception
+        try:
+          self.extractor = load_fid_inception(self.inception, batch_size=min(50, self.num))
+        except ValueError as e:                       # not an .npz of the Inception's variables
+          raise ConfigError(f"--inception: {e}") from None
+      else:
+        self.extractor = self.classifier
       source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
-      self.real_features = self.classifier.features(_real_images(source, self.num))
+      self.real_features = self.extractor.features(_real_images(source, self.num))
       with _one_blas_thread():
         self.real_radii = scores.knn_radii(self.real_features, K)
 
   def result_path(self, workdir, step: int) -> Path:
     """Where this evaluator's result for `step` is written (`result_path`)."""
-    return result_path(workdir, step, self.name, self.num, self.seed)
+    return result_path(workdir, step, self.name, self.num, self.seed, bool(self.inception))
 
   def record(self, step: int, metrics: dict) -> dict:
     """`metrics` as written: with the step and the noise seed of the samples."""
@@ -123,13 +151,14 @@ class Evaluator:
       return modes.mixture_metrics(x, self.name)
     if self.kind == "stacked_mnist":
       return modes.stacked_mnist_metrics(x, self.classify)
-    feats, logits = self.classifier.features_and_logits(x)
+    feats, logits = self.extractor.features_and_logits(x)
     with _one_blas_thread():
       out = scores.all_scores(self.real_features, feats, logits, K,
                               kid_subset_size=min(1000, self.num), real_radii=self.real_radii)
-    out.update(scores.class_coverage(np.argmax(logits, 1), logits.shape[1]))
+    if not self.inception:  # the digit classes; ImageNet's 1,008 say little about coverage
+      out.update(scores.class_coverage(np.argmax(logits, 1), logits.shape[1]))
     return dict(out, num_samples=self.num, num_real=int(self.real_features.shape[0]),
-                features="mnist_classifier")
+                features="fid_inception" if self.inception else "mnist_classifier")
 
 
 def default_num(data_name: str) -> int:
@@ -138,13 +167,15 @@ def default_num(data_name: str) -> int:
 
 
 def result_path(workdir, step: int, data_name: str, num: Optional[int] = None,
-                seed: int = 0) -> Path:
+                seed: int = 0, inception: bool = False) -> Path:
   """Where the eval of `step` on `num` samples (None or 0: the data's default) of noise `seed`
   is written: `workdir/eval/step_XXXXXX.json` at the defaults (plain `jaxgan eval`, and the
-  train loop's hook at its default eval_num), else `step_XXXXXX_num{N}_seed{S}.json`, so an eval
-  at other settings never overwrites another one."""
+  train loop's hook at its default eval_num), else `step_XXXXXX_num{N}_seed{S}.json`; an eval
+  in FID Inception features adds `_inception`. So an eval at other settings never overwrites
+  another one."""
   num = int(num or default_num(data_name))
   suffix = "" if (num, seed) == (default_num(data_name), 0) else f"_num{num}_seed{seed}"
+  suffix += "_inception" if inception else ""
   return Path(workdir) / "eval" / f"step_{step:06d}{suffix}.json"
 
 
@@ -155,11 +186,13 @@ def write(path: Path, metrics: dict) -> Path:
   return path
 
 
-def evaluate_run(workdir, num: Optional[int] = None, seed: int = 0) -> dict:
+def evaluate_run(workdir, num: Optional[int] = None, seed: int = 0,
+                 inception: Optional[str] = None) -> dict:
   """Metrics of the latest checkpoint of the run in `workdir` (with its `step` and the
-  `noise_seed`), also written to `result_path(...)`."""
+  `noise_seed`), also written to `result_path(...)`. `inception`: FID Inception-v3 weights
+  (.npz) for image metrics in its features."""
   config, spec, state, meta = load_run(workdir)
-  evaluator = Evaluator(config, spec, meta, num, seed)
+  evaluator = Evaluator(config, spec, meta, num, seed, inception=inception)
   metrics = evaluator.record(int(state.step), evaluator(state))
   write(evaluator.result_path(workdir, int(state.step)), metrics)
   return metrics

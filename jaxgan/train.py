@@ -214,12 +214,13 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
     last_good = step
 
   eval_every, evaluator = config.get("eval_every", 0), None
-
-  def run_eval(step):  # host side, between steps; the Evaluator is built at the first call
-    nonlocal evaluator
+  if eval_every and start < config.steps:  # built before the loop: a bad setting fails early
     from jaxgan import eval as eval_lib
-    evaluator = evaluator or eval_lib.Evaluator(config, spec, data_meta(source),
-                                                config.get("eval_num", 0), source=source)
+    evaluator = eval_lib.Evaluator(config, spec, data_meta(source), config.get("eval_num", 0),
+                                   source=source,
+                                   inception=config.get("eval_inception", "") or None)
+
+  def run_eval(step):  # host side, between steps
     result = evaluator.record(step, evaluator(state))
     if parallel.is_writer():
       log(f"eval at step {step}: "

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from jaxgan import config as config_lib
 from jaxgan.cli import main
@@ -106,3 +107,66 @@ def test_evaluator_refuses_classify_for_image_metrics(mlp_config):
   spec = spec_from_config(mlp_config, meta["shape"])
   with pytest.raises(ValueError, match="classify replaces only Stacked MNIST"):
     Evaluator(mlp_config, spec, meta, classify=lambda d: np.zeros(len(d), int))
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory):
+  """Random FID Inception-v3 weights in the converter's .npz format."""
+  from jaxgan.metrics import inception
+  path = tmp_path_factory.mktemp("inception") / "w.npz"
+  inception.save_npz(path, inception.random_variables(seed=0))
+  return path
+
+
+@pytest.mark.slow
+def test_eval_with_inception_on_an_rgb_tfds_run(tmp_path, capsys, mlp_config, inception_weights):
+  """An RGB run (TFDS cifar10, mock data) is scored in the FID Inception's features, by
+  `jaxgan eval --inception` and by the train hook, against the reference: the metric functions
+  on the same samples' and real images' features. Without the weights, RGB is refused."""
+  from jaxgan.data import make_source
+  from jaxgan.eval import _real_images
+  from jaxgan.metrics.inception import load_fid_inception
+  c = config_lib.apply_overrides(mlp_config, [
+      "data.name=cifar10", "steps=10", "batch_size=8", "model.g_hidden=(16,)",
+      "model.d_hidden=(16,)", "eval_every=10", "eval_num=16",
+      f"eval_inception={inception_weights}"])
+  wd = tmp_path / "rgb"
+  with tfds.testing.mock_data(num_examples=40):
+    train(c, wd, progress=False)                                  # the hook at step 10
+    hooked = json.loads((wd / "eval" / "step_000010_num16_seed0_inception.json").read_text())
+    out = _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "16", "--inception",
+                             str(inception_weights)])
+    real = _real_images(make_source(c.data, c.batch_size, c.seed), 16)
+    assert main(["eval", "--workdir", str(wd), "--num", "16"]) == 2
+    assert "need the FID Inception-v3 weights: --inception" in capsys.readouterr().err
+  assert out == hooked                                      # the same samples, the same file
+  assert out["features"] == "fid_inception" and out["num_samples"] == out["num_real"] == 16
+  assert IMAGE_KEYS - {"classes_covered", "class_kl"} <= set(out)
+  assert "classes_covered" not in out                     # ImageNet classes say little here
+  ext = load_fid_inception(inception_weights, batch_size=16)
+  fake, logits = ext.features_and_logits(sample(wd, 16, 0, tmp_path / "s.npy"))
+  np.testing.assert_allclose(out["fid"], scores.fid_from_features(ext.features(real), fake),
+                             rtol=1e-6)
+  np.testing.assert_allclose(out["inception_score"], scores.inception_score(logits)[0],
+                             rtol=1e-6)
+
+
+def test_inception_settings_are_checked_before_training(tmp_path, capsys, inception_weights):
+  """A missing or malformed weights file, and --inception on a run without image metrics, are
+  clear errors; the train hook's file is checked before any step is trained."""
+  wd = tmp_path / "run"
+  assert main(["train", "--workdir", str(wd), "--config.eval_every=10",
+               f"--config.eval_inception={tmp_path / 'missing.npz'}"]) == 2
+  assert "no Inception weights at" in capsys.readouterr().err
+  assert not list((wd / "checkpoints").glob("[0-9]*"))                 # nothing trained
+  (tmp_path / "bad.npz").write_text("not an npz")
+  ring = tmp_path / "ring"
+  assert main(["train", "--workdir", str(ring), "--config.data.name=ring8",
+               "--config.model.out_activation=none", "--config.steps=2",
+               "--config.checkpoint_every=2", "--no-progress"]) == 0
+  capsys.readouterr()
+  assert main(["eval", "--workdir", str(ring), "--inception", str(inception_weights)]) == 2
+  assert "--inception (FID Inception features) is for image runs" in capsys.readouterr().err
+  assert main(["train", "--workdir", str(tmp_path / "x"), "--config.steps=10",
+               "--config.eval_every=10", f"--config.eval_inception={tmp_path / 'bad.npz'}"]) == 2
+  assert "is not an .npz of FID Inception-v3 variables" in capsys.readouterr().err

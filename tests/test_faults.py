@@ -453,9 +453,11 @@ def test_workdir_of_another_config_is_refused_unless_force(tmp_path, good_run, c
   assert "holds a run with a different config" in err and "--force" in err
   assert "model.latent_dim: 8 -> 9" in err and "loss: 'non_saturating' -> 'hinge'" in err
   assert steps_in(wd / "checkpoints") == [10, 20]
-  # cadence and a larger `steps` may change: the run continues
-  assert main(cli_args(wd, "steps=25", "checkpoint_every=5", "log_every=25")) == 0
+  # cadence, eval settings and a larger `steps` may change: the run continues
+  assert main(cli_args(wd, "steps=25", "checkpoint_every=5", "log_every=25", "eval_every=25",
+                       "eval_num=100")) == 0
   assert "from step 20" in capsys.readouterr().out
+  assert (wd / "eval" / "step_000025_num100_seed0.json").exists()
   # --force continues with a changed (compatible) config and records it
   assert main([*cli_args(wd, "steps=30", "checkpoint_every=5", "optim.g.lr=0.001"),
                "--force"]) == 0

@@ -14,6 +14,7 @@ Input: [N, H, W, C] in [-1, 1], C in (1, 3); resized bilinearly to 299x299 (pyto
 resizes [0, 1] images and maps them to [-1, 1]; bilinear resizing commutes with that map).
 """
 import functools
+import zipfile
 from typing import Any, Mapping, Sequence
 
 import flax
@@ -253,6 +254,10 @@ def load_fid_inception(path, batch_size: int = 50) -> FeatureExtractor:
         f"no Inception weights at {path}. Download pt_inception-2015-12-05-6726825d.pth "
         f"(see README, 'Evaluation') and convert it with "
         f"`python experiments/convert_fid_inception.py IN.pth {path}`") from None
+  except (OSError, ValueError, zipfile.BadZipFile) as e:                # not an .npz
+    raise ValueError(f"{path} is not an .npz of FID Inception-v3 variables "
+                     f"({type(e).__name__}); make one with experiments/convert_fid_inception.py"
+                     ) from None
   variables = flax.traverse_util.unflatten_dict(flat, sep="/")
   template = {"/".join(k): v for k, v in variable_shapes().items()}
   bad = sorted(set(template) ^ set(flat)) + [
