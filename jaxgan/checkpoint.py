@@ -108,6 +108,9 @@ class Checkpoints:
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     path = self.directory / str(step)
+    if not path.exists():
+      raise CheckpointError(f"no checkpoint of step {step} in {self.directory} (its steps: "
+                            f"{', '.join(map(str, self.all_steps())) or 'none'})")
     if not (path / COMMIT_MARKER).exists():
       raise CheckpointError(f"checkpoint step {step} at {path} has no commit marker "
                             f"({COMMIT_MARKER}): it was not completely written")

@@ -2,10 +2,10 @@
 
   jaxgan train  [--config FILE] [--workdir DIR] [--force] [--config.KEY=VALUE ...]
                 [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
-  jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png)
+  jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png) [--step K]
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
                 [--steps-per-call K]
-  jaxgan eval   --workdir DIR [--num N] [--seed S] [--inception FILE.npz]
+  jaxgan eval   --workdir DIR [--num N] [--seed S] [--inception FILE.npz] [--step K]
 """
 import argparse
 import sys
@@ -37,6 +37,7 @@ def _parser():
   s.add_argument("--num", type=int, default=64)
   s.add_argument("--seed", type=int, default=0)
   s.add_argument("--out", required=True, help="output file, .npy or .png")
+  s.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
   w = sub.add_parser("sweep", help="train N GANs (seeds x values) in one vmapped program",
                      epilog="Writes DIR/<member>/ (a normal run each) and DIR/summary.json "
                             "(per-member metrics, mean and std). --summarize recomputes the "
@@ -59,6 +60,7 @@ def _parser():
                  help="samples (default 5,000 for images, 2,500 for grid25/ring8, "
                       "26,000 for stacked_mnist)")
   e.add_argument("--seed", type=int, default=0, help="noise seed of the samples")
+  e.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
   e.add_argument("--inception", default=None, metavar="FILE.npz",
                  help="FID Inception-v3 weights (experiments/convert_fid_inception.py): image "
                       "metrics in its features, for 1- and 3-channel images")
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
       if Path(args.out).suffix not in (".npy", ".png"):
         raise config_lib.ConfigError(f"--out must end in .npy or .png, got {args.out}")
       from jaxgan.train import sample
-      x = sample(args.workdir, args.num, args.seed, args.out)
+      x = sample(args.workdir, args.num, args.seed, args.out, args.step)
       print(f"[jaxgan] wrote {x.shape[0]} samples of shape {x.shape[1:]} to {args.out}")
     elif args.command == "sweep":
       _sweep(args, overrides)
@@ -122,8 +124,8 @@ def main(argv=None) -> int:
         raise config_lib.ConfigError("eval takes no --config.* overrides")
       import json
       from jaxgan.eval import evaluate_run
-      print(json.dumps(evaluate_run(args.workdir, args.num, args.seed, args.inception),
-                       sort_keys=True))
+      print(json.dumps(evaluate_run(args.workdir, args.num, args.seed, args.inception,
+                                    args.step), sort_keys=True))
   except (config_lib.ConfigError, DataError, FileNotFoundError) as e:
     print(f"jaxgan: error: {e}", file=sys.stderr)
     return 2

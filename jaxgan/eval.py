@@ -1,5 +1,5 @@
-"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N] [--seed S] [--inception FILE]`,
-and every `eval_every` steps of `jaxgan train`. Results go to `DIR/eval/step_XXXXXX.json` at
+"""Evaluation of a run: `jaxgan eval --workdir DIR [--num N] [--seed S] [--inception FILE]
+[--step K]`, and every `eval_every` steps of `jaxgan train`. Results go to `DIR/eval/step_XXXXXX.json` at
 the default number of samples and noise seed 0, else to `step_XXXXXX_num{N}_seed{S}.json`, with
 `_inception` added in Inception features (`result_path`).
 
@@ -187,11 +187,11 @@ def write(path: Path, metrics: dict) -> Path:
 
 
 def evaluate_run(workdir, num: Optional[int] = None, seed: int = 0,
-                 inception: Optional[str] = None) -> dict:
-  """Metrics of the latest checkpoint of the run in `workdir` (with its `step` and the
-  `noise_seed`), also written to `result_path(...)`. `inception`: FID Inception-v3 weights
-  (.npz) for image metrics in its features."""
-  config, spec, state, meta = load_run(workdir)
+                 inception: Optional[str] = None, step: Optional[int] = None) -> dict:
+  """Metrics of the latest checkpoint of the run in `workdir` (or that of `step`), with its
+  `step` and the `noise_seed`, also written to `result_path(...)`. `inception`: FID
+  Inception-v3 weights (.npz) for image metrics in its features."""
+  config, spec, state, meta = load_run(workdir, step)
   evaluator = Evaluator(config, spec, meta, num, seed, inception=inception)
   metrics = evaluator.record(int(state.step), evaluator(state))
   write(evaluator.result_path(workdir, int(state.step)), metrics)

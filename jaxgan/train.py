@@ -274,7 +274,8 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
 
 
 def load_run(workdir, step: Optional[int] = None):
-  """(config, spec, state, data meta) of the run in `workdir`, at its latest checkpoint."""
+  """(config, spec, state, data meta) of the run in `workdir`, at its latest checkpoint (or
+  that of `step`)."""
   workdir = Path(workdir)
   if not (workdir / "config.json").exists():
     raise FileNotFoundError(f"{workdir} holds no jaxgan run (no config.json)")
@@ -303,9 +304,10 @@ def draw_samples(gen, state, latent_dim: int, num: int, seed: int, value_range) 
   return np.clip(x, *value_range) if value_range is not None else x
 
 
-def sample(workdir, num: int, seed: int, out) -> np.ndarray:
-  """Writes `num` samples of the run's latest checkpoint to `out` (.npy or .png)."""
-  config, spec, state, meta = load_run(workdir)
+def sample(workdir, num: int, seed: int, out, step: Optional[int] = None) -> np.ndarray:
+  """Writes `num` samples of the run's latest checkpoint (or that of `step`) to `out` (.npy or
+  .png)."""
+  config, spec, state, meta = load_run(workdir, step)
   gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
   x = draw_samples(gen, state, spec.latent_dim, num, seed, meta["value_range"])
   out = Path(out)

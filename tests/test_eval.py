@@ -58,7 +58,7 @@ def test_eval_cli_on_tiny_mnist_run(tmp_path, capsys, mlp_config):
 
 def test_eval_cli_on_tiny_mixture_run(tmp_path, capsys, mlp_config):
   c = config_lib.apply_overrides(mlp_config, ["data.name=ring8", "model.out_activation=none",
-                                              "checkpoint_every=20"])
+                                              "checkpoint_every=10"])
   wd = tmp_path / "ring"
   train(c, wd, progress=False)
   out = _run_json(capsys, ["eval", "--workdir", str(wd)])
@@ -74,6 +74,18 @@ def test_eval_cli_on_tiny_mixture_run(tmp_path, capsys, mlp_config):
   assert sorted(p.name for p in (wd / "eval").iterdir()) == ["step_000020.json",
                                                              "step_000020_num2500_seed1.json"]
   assert json.loads((wd / "eval" / "step_000020.json").read_text()) == out
+
+  # --step: an earlier checkpoint, the metrics of `jaxgan sample --step`'s samples
+  from jaxgan.metrics import modes
+  early = _run_json(capsys, ["eval", "--workdir", str(wd), "--step", "10"])
+  x = sample(wd, 2500, 0, tmp_path / "s.npy", step=10)
+  assert early == dict(modes.mixture_metrics(x, "ring8"), step=10, noise_seed=0)
+  assert not np.array_equal(x, sample(wd, 2500, 0, tmp_path / "t.npy"))  # not the latest's
+  assert json.loads((wd / "eval" / "step_000010.json").read_text()) == early
+  assert main(["sample", "--workdir", str(wd), "--num", "4", "--out", str(tmp_path / "s.png"),
+               "--step", "15"]) == 1
+  err = capsys.readouterr().err
+  assert "no checkpoint of step 15" in err and "(its steps: 10, 20)" in err
 
 
 def test_eval_errors_are_clear(tmp_path, capsys):
