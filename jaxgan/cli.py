@@ -54,7 +54,8 @@ def _parser():
   w.add_argument("--no-progress", action="store_true", help="no progress bar")
   e = sub.add_parser("eval", help="metrics of a run's latest checkpoint -> "
                                    "DIR/eval/step_N.json (other --num/--seed: "
-                                   "step_N_num{num}_seed{seed}.json)")
+                                   "step_N_num{num}_seed{seed}.json; --inception adds "
+                                   "_inception)")
   e.add_argument("--workdir", required=True)
   e.add_argument("--num", type=int, default=None,
                  help="samples (default 5,000 for images, 2,500 for grid25/ring8, "
