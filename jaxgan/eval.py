@@ -57,7 +57,8 @@ def _one_blas_thread():
 
 
 def _real_images(source: data_lib.Source, num: int) -> np.ndarray:
-  """The run's real images: the whole in-memory set, else `num` of the source's batches."""
+  """The run's real images: the whole in-memory set, else the first `num` images of the
+  source's batches."""
   if source.examples is not None:
     return source.examples
   steps = math.ceil(num / source.batch_size)
@@ -124,7 +125,8 @@ class Evaluator:
           raise ConfigError(f"--inception: {e}") from None
       else:
         self.extractor = self.classifier
-      source = source or data_lib.make_source(config.data, config.batch_size, config.seed)
+      if source is None or source.process_count > 1:  # every process reads the whole batches
+        source = data_lib.make_source(config.data, config.batch_size, config.seed)
       self.real_features = self.extractor.features(_real_images(source, self.num))
       with _one_blas_thread():
         self.real_radii = scores.knn_radii(self.real_features, K)

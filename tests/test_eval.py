@@ -182,3 +182,22 @@ def test_inception_settings_are_checked_before_training(tmp_path, capsys, incept
   assert main(["train", "--workdir", str(tmp_path / "x"), "--config.steps=10",
                "--config.eval_every=10", f"--config.eval_inception={tmp_path / 'bad.npz'}"]) == 2
   assert "is not an .npz of FID Inception-v3 variables" in capsys.readouterr().err
+
+
+def test_real_images_are_the_same_in_every_process(mlp_config):
+  """With several processes a source gives each its rows of a batch; the Evaluator's real
+  images (for a TFDS set: the first `num` of the global batches) are those of the whole
+  batches, so every process scores against the same reals."""
+  from jaxgan.data import make_source
+  from jaxgan.eval import Evaluator, _real_images
+  from jaxgan.state import spec_from_config
+  c = config_lib.apply_overrides(mlp_config, ["data.name=mnist", "batch_size=8"])
+  meta = dict(name="mnist", shape=[28, 28, 1], value_range=[-1.0, 1.0])
+  spec = spec_from_config(c, meta["shape"])
+  with tfds.testing.mock_data(num_examples=40):
+    whole = _real_images(make_source(c.data, 8, c.seed), 24)                  # [24, 28, 28, 1]
+    part = make_source(c.data, 8, c.seed, process_index=1, process_count=2)
+    assert not np.array_equal(_real_images(part, 24)[:12], whole[:12])  # rows 4-7 of each
+    evaluator = Evaluator(c, spec, meta, num=24, source=part)
+  np.testing.assert_allclose(evaluator.real_features, evaluator.extractor.features(whole),
+                             rtol=1e-6)
