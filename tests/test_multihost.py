@@ -73,7 +73,7 @@ def _finish(procs, timeout=300) -> list[str]:
 @pytest.mark.slow
 def test_two_processes_train_one_run(tmp_path):
   workdir = tmp_path / "pair"
-  procs = _start_pair(workdir, *OVERRIDES)
+  procs = _start_pair(workdir, *OVERRIDES, "eval_every=10", "eval_num=100")
   outs = _finish(procs)
   for i, (p, out) in enumerate(zip(procs, outs)):
     assert p.returncode == 0, f"process {i}:\n{out[-3000:]}"
@@ -98,6 +98,16 @@ def test_two_processes_train_one_run(tmp_path):
   assert int(restored.step) == 10
   for k, x in zip(a.files, params(restored)):
     np.testing.assert_array_equal(a[k], x)
+
+  # the pair's eval hook (the classifier loaded in each process, samples of the global state)
+  # equals a single-process `jaxgan eval` of that checkpoint
+  from jaxgan.eval import evaluate_run
+  hooked = json.loads((workdir / "eval" / "step_000010_num100_seed0.json").read_text())
+  single_eval = evaluate_run(workdir, num=100)
+  assert hooked.keys() == single_eval.keys() and hooked["num_real"] == 5000
+  for k, v in hooked.items():
+    assert v == (single_eval[k] if isinstance(v, str) else
+                 pytest.approx(single_eval[k], rel=1e-4, abs=1e-6)), k
 
 
 @pytest.mark.slow

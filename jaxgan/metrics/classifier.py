@@ -65,7 +65,11 @@ def load_mnist_classifier(path: Optional[str] = None, batch_size: int = 500) -> 
     raise FileNotFoundError(f"no classifier checkpoint at {path}; train one with "
                             f"`python experiments/train_mnist_classifier.py`")
   module = MNISTClassifier()
-  template = jax.eval_shape(lambda: init_variables(module, jax.random.key(0)))
+  # on this process's first device: the saved sharding names a device (cpu:0) that another
+  # process of a multi-process run does not have
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                          jax.eval_shape(lambda: init_variables(module, jax.random.key(0))))
   with ocp.StandardCheckpointer() as ckptr:
     variables = ckptr.restore(path, template)
   return FeatureExtractor("mnist_classifier", module, variables, batch_size)
