@@ -1,7 +1,8 @@
 """Two real processes on 127.0.0.1 (jax.distributed, gloo CPU collectives, 2 fake devices each)
 train one run together: identical params in both, equal to a single-process run up to
-rounding, metrics written once, and their checkpoint restores in a single process; a SIGTERM
-to one of them stops both at one step with a checkpoint (JAX's preemption sync)."""
+rounding, metrics written once, their eval hook equal to a single-process eval, and their
+checkpoint restores in a single process; a SIGTERM to one of them stops both at one step with
+a checkpoint (JAX's preemption sync)."""
 import json
 import os
 import signal
