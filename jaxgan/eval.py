@@ -110,26 +110,26 @@ class Evaluator:
     if classify is not None and self.kind == "images":
       raise ValueError("classify replaces only Stacked MNIST's digit labels; the image metrics "
                        "need the shipped classifier's features (pass classify=None)")
+    # the metric networks, loaded only where they are used
+    from jaxgan.metrics.classifier import load_mnist_classifier
     self.classify = classify
-    if (self.kind == "images" and not self.inception) or (self.kind == "stacked_mnist"
-                                                          and classify is None):
-      from jaxgan.metrics.classifier import load_mnist_classifier
-      self.classifier = load_mnist_classifier()                      # only where it is used
-      self.classify = self.classify or self.classifier.predict
+    if self.kind == "stacked_mnist" and classify is None:
+      self.classify = load_mnist_classifier().predict
     if self.kind == "images":
-      if self.inception:
-        from jaxgan.metrics.inception import load_fid_inception
-        try:
-          self.extractor = load_fid_inception(self.inception, batch_size=min(50, self.num))
-        except ValueError as e:                       # not an .npz of the Inception's variables
-          raise ConfigError(f"--inception: {e}") from None
-      else:
-        self.extractor = self.classifier
+      self.extractor = (self._inception_extractor() if self.inception
+                        else load_mnist_classifier())
       if source is None or source.process_count > 1:  # every process reads the whole batches
         source = data_lib.make_source(config.data, config.batch_size, config.seed)
       self.real_features = self.extractor.features(_real_images(source, self.num))
       with _one_blas_thread():
         self.real_radii = scores.knn_radii(self.real_features, K)
+
+  def _inception_extractor(self):
+    from jaxgan.metrics.inception import load_fid_inception
+    try:
+      return load_fid_inception(self.inception, batch_size=min(50, self.num))
+    except ValueError as e:                           # not an .npz of the Inception's variables
+      raise ConfigError(f"--inception: {e}") from None
 
   def result_path(self, workdir, step: int) -> Path:
     """Where this evaluator's result for `step` is written (`result_path`)."""
