@@ -175,109 +175,119 @@ def sweep(config, workdir, seeds: int, param: Optional[str] = None, values: Sequ
   workdir = Path(workdir)
   # SIGTERM / Ctrl-C from here on: checkpoint and stop after the current chunk, no summary
   with Preemption() as preemption:
-    source = data_lib.make_source(config.data, config.batch_size, config.seed)
-    if source.keyed_batch is None:
-      raise data_lib.DataError(f"a sweep needs an on-device data source "
-                               f"({', '.join(data_lib.EMBEDDED)}); {source.name!r} is read on "
-                               f"the host")
-    spec = spec_from_config(config, source.shape)
-    n = len(runs)
-    member_seeds = jnp.array([c.seed for _, c in runs])
-    hp = {param: jnp.array([float(_get(c, param)) for _, c in runs], jnp.float32)} if param else {}
-    dirs = [workdir / name for name, _ in runs]
-    for d, (_, c) in zip(dirs, runs):
-      write_run_files(d, c, source)
-    (workdir / "sweep.json").write_text(json.dumps(dict(
-        config=json.loads(config_lib.config_to_json(config)), param=param, values=list(values),
-        seeds=seeds, members=[name for name, _ in runs]), indent=2))
-
-    keys = jax.vmap(jax.random.key)(member_seeds)                    # [N] typed keys
-    state = jax.jit(jax.vmap(lambda k: create_state(spec, k, source.shape)))(keys)
-    ckpts = [Checkpoints(d / "checkpoints") for d in dirs]
-    start = _resume_step(ckpts)
-    if start:
-      template = jax.tree.map(lambda x: x[0], state)
-      state = _stack([c.restore(template, start) for c in ckpts])
-      log(f"resumed sweep {workdir} from step {start}")
-    left = config.steps - start
-    try:
-      every = _check_steps_per_call(steps_per_call, config, left, start)
-    except config_lib.ConfigError:
-      for c in ckpts:
-        c.close()
-      raise
-    log(f"sweep of {n} members ({', '.join(name for name, _ in runs[:3])}"
-        f"{', ...' if n > 3 else ''}) in one program on {jax.devices()[0].platform}; data "
-        f"{source.name} {tuple(source.shape)}; steps {start} -> {config.steps}, {every} per call")
-
-    chunk_fn = jax.jit(
-        _lockstep(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
-        donate_argnums=0)
-    use_ema = config.ema_decay > 0
-    sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema)))
-    finite_fn = jax.jit(jax.vmap(all_finite))
-    fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
-                         for _, c in runs])                          # [N, num, latent]
-    writers = [MetricWriter(d, start_step=start) for d in dirs]     # cut back to `start`
-    reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
-    diverged = {}                                                    # member index -> step
-
-    bar = None
-    if progress:
-      from tqdm import tqdm
-      bar = tqdm(total=config.steps, initial=start, desc=f"sweep x{n}", unit="step",
-                 mininterval=1.0)
-
-    def save(done, state):
-      """Saves every member still saving; one that is non-finite now stops saving."""
-      ok = np.asarray(finite_fn(state))
-      for i, c in enumerate(ckpts):
-        if ok[i] and i not in diverged:
-          c.save(done, jax.tree.map(lambda x: x[i], state))
-        elif i not in diverged:
-          diverged[i] = done
-
-    try:
-      for done in range(start + every, config.steps + 1, every):
-        state, metrics = chunk_fn(state, keys, hp)
-        if done % config.log_every == 0 or done == config.steps:
-          metrics = jax.device_get(metrics)                            # {name: [N]}
-          ok = np.asarray(finite_fn(state))
-          for i in range(n):
-            row = {k: float(v[i]) for k, v in metrics.items()}
-            if i not in diverged and not (ok[i] and all(map(math.isfinite, row.values()))):
-              diverged[i] = done
-              log(f"member {runs[i][0]} became non-finite at step {done}; it stops saving "
-                  f"(last checkpoint kept)")
-            writers[i].write(done, row)
-        if done % config.sample_every == 0 or done == config.steps:
-          x = np.asarray(sample_fn(state, fixed_z))
-          for i, d in enumerate(dirs):
-            save_samples_png(x[i], d / "samples" / f"step_{done:06d}.png",
-                             source.value_range or (-1.0, 1.0), reference)
-        if done % config.checkpoint_every == 0 or done == config.steps:
-          save(done, state)
-        if bar is not None:
-          bar.update(every)
-        if preemption.requested:  # also after the last chunk: then no summary either
-          save(done, state)                                          # a no-op if just saved
-          for c in ckpts:
-            c.wait()
-          preemption.stop(f"checkpoints of step {done} committed for the {n - len(diverged)} "
-                          f"saving members in {workdir}")
-          return None
-    finally:
-      if bar is not None:
-        bar.close()
-      for w in writers:
-        w.close()
-      for c in ckpts:
-        c.close()
+    if not _train_members(config, workdir, runs, param, values, seeds, steps_per_call,
+                          progress, preemption):
+      return None
     if preemption.requested:  # came during the set-up of a sweep with nothing left to train
       preemption.stop(f"checkpoints of step {config.steps} committed in {workdir}; no summary "
                       f"written")
       return None
   return summarize(workdir, classify=classify)
+
+
+def _train_members(config, workdir: Path, runs, param, values, seeds, steps_per_call,
+                   progress: bool, preemption: Preemption) -> bool:
+  """Trains (or resumes) the sweep's members in one vmapped program; False if `preemption`
+  stopped it after a chunk (its checkpoints committed)."""
+  source = data_lib.make_source(config.data, config.batch_size, config.seed)
+  if source.keyed_batch is None:
+    raise data_lib.DataError(f"a sweep needs an on-device data source "
+                             f"({', '.join(data_lib.EMBEDDED)}); {source.name!r} is read on "
+                             f"the host")
+  spec = spec_from_config(config, source.shape)
+  n = len(runs)
+  member_seeds = jnp.array([c.seed for _, c in runs])
+  hp = {param: jnp.array([float(_get(c, param)) for _, c in runs], jnp.float32)} if param else {}
+  dirs = [workdir / name for name, _ in runs]
+  for d, (_, c) in zip(dirs, runs):
+    write_run_files(d, c, source)
+  (workdir / "sweep.json").write_text(json.dumps(dict(
+      config=json.loads(config_lib.config_to_json(config)), param=param, values=list(values),
+      seeds=seeds, members=[name for name, _ in runs]), indent=2))
+
+  keys = jax.vmap(jax.random.key)(member_seeds)                    # [N] typed keys
+  state = jax.jit(jax.vmap(lambda k: create_state(spec, k, source.shape)))(keys)
+  ckpts = [Checkpoints(d / "checkpoints") for d in dirs]
+  start = _resume_step(ckpts)
+  if start:
+    template = jax.tree.map(lambda x: x[0], state)
+    state = _stack([c.restore(template, start) for c in ckpts])
+    log(f"resumed sweep {workdir} from step {start}")
+  left = config.steps - start
+  try:
+    every = _check_steps_per_call(steps_per_call, config, left, start)
+  except config_lib.ConfigError:
+    for c in ckpts:
+      c.close()
+    raise
+  log(f"sweep of {n} members ({', '.join(name for name, _ in runs[:3])}"
+      f"{', ...' if n > 3 else ''}) in one program on {jax.devices()[0].platform}; data "
+      f"{source.name} {tuple(source.shape)}; steps {start} -> {config.steps}, {every} per call")
+
+  chunk_fn = jax.jit(
+      _lockstep(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
+      donate_argnums=0)
+  use_ema = config.ema_decay > 0
+  sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema)))
+  finite_fn = jax.jit(jax.vmap(all_finite))
+  fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
+                       for _, c in runs])                          # [N, num, latent]
+  writers = [MetricWriter(d, start_step=start) for d in dirs]     # cut back to `start`
+  reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
+  diverged = {}                                                    # member index -> step
+
+  bar = None
+  if progress:
+    from tqdm import tqdm
+    bar = tqdm(total=config.steps, initial=start, desc=f"sweep x{n}", unit="step",
+               mininterval=1.0)
+
+  def save(done, state):
+    """Saves every member still saving; one that is non-finite now stops saving."""
+    ok = np.asarray(finite_fn(state))
+    for i, c in enumerate(ckpts):
+      if ok[i] and i not in diverged:
+        c.save(done, jax.tree.map(lambda x: x[i], state))
+      elif i not in diverged:
+        diverged[i] = done
+
+  try:
+    for done in range(start + every, config.steps + 1, every):
+      state, metrics = chunk_fn(state, keys, hp)
+      if done % config.log_every == 0 or done == config.steps:
+        metrics = jax.device_get(metrics)                            # {name: [N]}
+        ok = np.asarray(finite_fn(state))
+        for i in range(n):
+          row = {k: float(v[i]) for k, v in metrics.items()}
+          if i not in diverged and not (ok[i] and all(map(math.isfinite, row.values()))):
+            diverged[i] = done
+            log(f"member {runs[i][0]} became non-finite at step {done}; it stops saving "
+                f"(last checkpoint kept)")
+          writers[i].write(done, row)
+      if done % config.sample_every == 0 or done == config.steps:
+        x = np.asarray(sample_fn(state, fixed_z))
+        for i, d in enumerate(dirs):
+          save_samples_png(x[i], d / "samples" / f"step_{done:06d}.png",
+                           source.value_range or (-1.0, 1.0), reference)
+      if done % config.checkpoint_every == 0 or done == config.steps:
+        save(done, state)
+      if bar is not None:
+        bar.update(every)
+      if preemption.requested:  # also after the last chunk: then no summary either
+        save(done, state)                                          # a no-op if just saved
+        for c in ckpts:
+          c.wait()
+        preemption.stop(f"checkpoints of step {done} committed for the {n - len(diverged)} "
+                        f"saving members in {workdir}")
+        return False
+  finally:
+    if bar is not None:
+      bar.close()
+    for w in writers:
+      w.close()
+    for c in ckpts:
+      c.close()
+  return True
 
 
 def _get(config, key):
