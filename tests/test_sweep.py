@@ -7,6 +7,7 @@ import signal
 import jax
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 
 from jaxgan import config as config_lib
 from jaxgan.checkpoint import Checkpoints
@@ -251,13 +252,6 @@ def test_stacked_mnist_sweep_counts_modes_with_the_classifier(tmp_path, monkeypa
   assert 1 <= member["modes"] <= 1000 and member["kl"] >= 0
 
 
-def _flat(tree, prefix=""):
-  """{"a/b": leaf} of a nested dict."""
-  if not isinstance(tree, dict):
-    return {prefix: tree}
-  return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}/{key}").items()}
-
-
 class _SignalAt:
   """Stands in for tqdm's bar: sends `sig` to this process once the sweep has done `step` steps
   (the bar is updated after each chunk, as a signal may land at any point of the loop)."""
@@ -340,7 +334,7 @@ def test_sigterm_in_setup_or_last_chunk_stops_without_summary(seed_sweep, tmp_pa
     assert sorted(p.name for p in (tmp_path / s / "checkpoints").iterdir()) == stopped
   monkeypatch.undo()
   summary = sweep(small_grid_config(), tmp_path, seeds=2, progress=False)
-  got, expected = _flat(summary["aggregate"]), _flat(want["aggregate"])
+  got, expected = (flatten_dict(a["aggregate"], sep="/") for a in (summary, want))
   assert got.keys() == expected.keys() and got == pytest.approx(expected, rel=1e-5, abs=1e-7)
   for s in ("seed5", "seed6"):
     assert_trees_close(_state(tmp_path / s), _state(straight / s), rtol=1e-6, atol=1e-7)
