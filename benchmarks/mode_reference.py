@@ -23,9 +23,9 @@ from jaxgan.metrics.classifier import load_mnist_classifier  # noqa: E402
 
 def reference(name: str, seed: int, classify=None) -> dict:
   if name == "stacked_mnist":
-    x = np.asarray(data_lib.stacked_mnist_source(modes.NUM_STACKED_SAMPLES, seed).batch(0))
+    x = np.asarray(data_lib.stacked_mnist_source(modes.NUM_STACKED_SAMPLES, seed).batch(0)["image"])
     return modes.stacked_mnist_metrics(x, classify)
-  x = np.asarray(data_lib.mixture_source(name, modes.NUM_MIXTURE_SAMPLES, seed).batch(0))
+  x = np.asarray(data_lib.mixture_source(name, modes.NUM_MIXTURE_SAMPLES, seed).batch(0)["image"])
   return modes.mixture_metrics(x, name)
 
 

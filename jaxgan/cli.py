@@ -6,6 +6,8 @@
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
                 [--steps-per-call K]
   jaxgan eval   --workdir DIR [--num N] [--seed S] [--inception FILE.npz] [--step K]
+  jaxgan data inspect PATH [--image-size N] [--channels C] [--labels MODE] [--skip-bad]
+                           [--cache-dir DIR] [--preview FILE.png]
 """
 import argparse
 import sys
@@ -65,6 +67,21 @@ def _parser():
   e.add_argument("--inception", default=None, metavar="FILE.npz",
                  help="FID Inception-v3 weights (experiments/convert_fid_inception.py): image "
                       "metrics in its features, for 1- and 3-channel images")
+  a = sub.add_parser("data", help="data set tools")
+  asub = a.add_subparsers(dest="data_command", required=True)
+  i = asub.add_parser("inspect", help="count, classes, sizes and a preview grid of a folder or "
+                                      "zip of images (decodes it into the cache that training "
+                                      "reuses)")
+  i.add_argument("path", help="a folder of images (searched recursively) or a .zip")
+  i.add_argument("--image-size", type=int, default=0,
+                 help="side of the square crops (data.image_size; 0: the images' own size)")
+  i.add_argument("--channels", type=int, default=0, choices=(0, 1, 3),
+                 help="data.channels (0: from the images)")
+  i.add_argument("--labels", default="auto", help="data.labels: auto | folders | json | none")
+  i.add_argument("--skip-bad", action="store_true", help="data.skip_bad: skip unreadable files")
+  i.add_argument("--cache-dir", default="", help="data.cache_dir (default ~/.cache/jaxgan)")
+  i.add_argument("--preview", default=None, metavar="FILE.png",
+                 help="preview grid (default <name>_preview.png in the current directory)")
   return p
 
 
@@ -120,6 +137,10 @@ def main(argv=None) -> int:
       print(f"[jaxgan] wrote {x.shape[0]} samples of shape {x.shape[1:]} to {args.out}")
     elif args.command == "sweep":
       _sweep(args, overrides)
+    elif args.command == "data":
+      if overrides:
+        raise config_lib.ConfigError("data takes no --config.* overrides")
+      _inspect(args)
     elif args.command == "eval":
       if overrides:
         raise config_lib.ConfigError("eval takes no --config.* overrides")
@@ -137,6 +158,34 @@ def main(argv=None) -> int:
     print("jaxgan: interrupted", file=sys.stderr)
     return 130
   return 0
+
+
+def _inspect(args) -> None:
+  from jaxgan import folder
+  from jaxgan.config import ConfigError
+  if args.image_size < 0:
+    raise ConfigError("--image-size must be >= 0")
+  preview = args.preview or f"{Path(args.path).expanduser().resolve().stem or 'data'}_preview.png"
+  if not preview.endswith(".png"):
+    raise ConfigError(f"--preview must end in .png, got {preview}")
+  r = folder.inspect(args.path, args.image_size, args.channels, args.labels, args.skip_bad,
+                     args.cache_dir, preview=preview)
+  print(f"{r['source']}: {r['count']} images")
+  print(f"  original sizes: width {r['width'][0]}..{r['width'][1]}, height "
+        f"{r['height'][0]}..{r['height'][1]}")
+  print(f"  as trained: {r['image_size']}x{r['image_size']}x{r['channels']}")
+  if r["classes"] is None:
+    print("  labels: none (no class subfolders or dataset.json, or --labels none)")
+  else:
+    print(f"  labels from {r['label_source']}: {len(r['classes'])} classes")
+    for name, count in r["classes"].items():
+      print(f"    {name}: {count}")
+  if r["skipped"]:
+    print(f"  skipped {len(r['skipped'])} unreadable file(s):")
+    for line in r["skipped"]:
+      print(f"    {line}")
+  print(f"  cache: {r['cache']}")
+  print(f"  preview: {r['preview']}")
 
 
 def _sweep(args, overrides) -> None:

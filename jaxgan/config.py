@@ -20,7 +20,8 @@ REQUIRED_KEYS = ("steps", "batch_size", "seed", "checkpoint_every")
 # how often it writes, never the numbers it computes (a larger `steps` continues a run). Any
 # other difference is refused unless `jaxgan train --force`.
 RESUMABLE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "num_sample_images",
-                  "data.data_dir", "steps_per_call", "eval_every", "eval_num", "eval_inception")
+                  "data.data_dir", "steps_per_call", "eval_every", "eval_num", "eval_inception",
+                  "data.cache_dir", "data.device_max_mb", "data.prefetch")
 
 
 class ConfigError(ValueError):
@@ -50,6 +51,16 @@ def load_config_file(path: Optional[str]) -> ml_collections.ConfigDict:
   missing = [k for k in REQUIRED_KEYS if k not in config]
   if missing:
     raise ConfigError(f"{file} lacks the required top-level keys {missing}")
+  return with_data_defaults(config)
+
+
+def with_data_defaults(config) -> ml_collections.ConfigDict:
+  """Fills the `data` block's keys that a config file leaves out (data.DATA_DEFAULTS), so
+  every data key can be overridden from the command line."""
+  from jaxgan.data import DATA_DEFAULTS                              # numpy/jax only, no cycle
+  data = dict(config.get("data", {}))
+  with config.unlocked():
+    config.data = ml_collections.ConfigDict({**DATA_DEFAULTS, **data})
   return config
 
 
@@ -139,7 +150,10 @@ def _flat_json(config) -> dict:
 # whose config.json lacks one resumes as if it had that value.
 ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
               "model.g_batch_norm": False, "model.d_minibatch_std": 0,
-              "model.g_out_conv": 0, "eval_inception": ""}
+              "model.g_out_conv": 0, "eval_inception": "", "data.label_key": "label",
+              "data.path": "", "data.channels": 0, "data.xflip": False, "data.labels": "auto",
+              "data.skip_bad": False, "data.cache_dir": "", "data.device_max_mb": 1024,
+              "data.prefetch": 2}
 
 
 def lr_decay(config) -> tuple[int, int]:
@@ -160,8 +174,10 @@ def _check_choices(config) -> None:
   """Names that select code (loss, penalty, model, activations, ...) must be known ones."""
   from jaxgan import losses, models, penalties                      # lazy: no import cycle
   from jaxgan.models import dcgan, mlp
+  from jaxgan.folder import LABELS
   choices = {"loss": tuple(losses.LOSSES), "penalty.name": ("none", *penalties.PENALTIES),
-             "model.name": models.MODELS, "precision": tuple(models.PRECISIONS)}
+             "model.name": models.MODELS, "precision": tuple(models.PRECISIONS),
+             "data.labels": LABELS}
   if config.model.name == "mlp":
     choices.update({"model.out_activation": tuple(mlp.ACTIVATIONS),
                     "model.d_activation": tuple(mlp.D_ACTIVATIONS)})
@@ -203,6 +219,16 @@ def validate(config) -> None:
   if len(decay) != 2 or decay != (0, 0) and not 0 <= decay[0] < decay[1]:
     raise ConfigError(f"config.optim.lr_decay must be (start, end) with 0 <= start < end, or "
                       f"(0, 0) for a constant learning rate; got {decay}")
+  data = config.get("data", {})
+  if data.get("name") == "folder" and not data.get("path"):
+    raise ConfigError("config.data.name = 'folder' needs config.data.path: a folder of images "
+                      "or a .zip (--config.data.path=DIR)")
+  if data.get("channels", 0) not in (0, 1, 3):
+    raise ConfigError(f"config.data.channels must be 0 (from the images), 1 or 3, got "
+                      f"{data['channels']}")
+  for key in ("image_size", "device_max_mb", "prefetch"):
+    if data.get(key, 0) < 0:
+      raise ConfigError(f"config.data.{key} must be >= 0, got {data[key]}")
   k = config.get("steps_per_call", 1)
   if k < 1:
     raise ConfigError(f"config.steps_per_call must be >= 1, got {k}")

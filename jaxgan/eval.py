@@ -58,11 +58,12 @@ def _one_blas_thread():
 
 def _real_images(source: data_lib.Source, num: int) -> np.ndarray:
   """The run's real images: the whole in-memory set, else the first `num` images of the
-  source's batches."""
+  source's batches (at most one epoch of a finite set)."""
   if source.examples is not None:
     return source.examples
+  num = min(num, source.num_examples or num)
   steps = math.ceil(num / source.batch_size)
-  return np.concatenate([np.asarray(source.batch(i)) for i in range(steps)])[:num]
+  return np.concatenate([np.asarray(source.batch(i)["image"]) for i in range(steps)])[:num]
 
 
 class Evaluator:

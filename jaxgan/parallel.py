@@ -111,16 +111,20 @@ def replicate(mesh: Mesh, tree):
                       tree)
 
 
-def global_batch(mesh: Mesh, local: jax.Array, stacked: bool = False) -> jax.Array:
-  """The global batch from this process's rows of it: local [B / processes, ...] (or stacked
-  [K, B / processes, ...]) -> a global [B, ...] ([K, B, ...]) array sharded on B."""
+def global_batch(mesh: Mesh, local, stacked: bool = False):
+  """The global batch from this process's rows of it: each leaf of `local` (a `data.Batch`
+  dict, or one array) [B / processes, ...] (or stacked [K, B / processes, ...]) -> a global
+  [B, ...] ([K, B, ...]) array sharded on B."""
   sharding = batch_sharding(mesh, stacked)
   if jax.process_count() == 1:
     return jax.device_put(local, sharding)
   axis = 1 if stacked else 0
-  shape = list(local.shape)
-  shape[axis] *= jax.process_count()
-  return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
+
+  def one(x):
+    shape = list(x.shape)
+    shape[axis] *= jax.process_count()
+    return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
+  return jax.tree.map(one, local)
 
 
 def init_state(spec: GANSpec, mesh: Mesh, seed: int, data_shape: Sequence[int]):
@@ -188,9 +192,11 @@ def pmap_step(spec: GANSpec, devices: Optional[Sequence[jax.Device]] = None):
 
   def step(state, batch):
     n = len(devices)
-    if batch.shape[0] % n:
-      raise ValueError(f"batch of {batch.shape[0]} does not divide by the {n} devices")
-    state, metrics = mapped(state, batch.reshape(n, batch.shape[0] // n, *batch.shape[1:]))
+    b = jax.tree.leaves(batch)[0].shape[0]
+    if b % n:
+      raise ValueError(f"batch of {b} does not divide by the {n} devices")
+    split = jax.tree.map(lambda x: x.reshape(n, b // n, *x.shape[1:]), batch)  # [n, B/n, ...]
+    state, metrics = mapped(state, split)
     return state, jax.tree.map(lambda m: m[0], metrics)
   return step
 

@@ -192,8 +192,8 @@ def _train_members(config, workdir: Path, runs, param, values, seeds, steps_per_
   source = data_lib.make_source(config.data, config.batch_size, config.seed)
   if source.keyed_batch is None:
     raise data_lib.DataError(f"a sweep needs an on-device data source "
-                             f"({', '.join(data_lib.EMBEDDED)}); {source.name!r} is read on "
-                             f"the host")
+                             f"({', '.join(data_lib.EMBEDDED)}, or a folder set whose cache fits "
+                             f"data.device_max_mb); {source.name!r} is read on the host")
   spec = spec_from_config(config, source.shape)
   n = len(runs)
   member_seeds = jnp.array([c.seed for _, c in runs])

@@ -110,15 +110,21 @@ class _Diagnostics:
 
 
 def data_meta(source: data_lib.Source) -> dict:
-  """What data.json records of the data: name, example shape, value range."""
-  return {"name": source.name, "shape": list(source.shape), "value_range": source.value_range}
+  """What data.json records of the data: name, example shape, value range, number of classes
+  (0: no labels)."""
+  return {"name": source.name, "shape": list(source.shape), "value_range": source.value_range,
+          "num_classes": source.num_classes}
 
 
 def write_run_files(workdir: Path, config, source: data_lib.Source) -> None:
-  """config.json and data.json: what `load_run` needs to rebuild the run."""
+  """config.json and data.json: what `load_run` needs to rebuild the run; classes.json (class
+  name -> label index) when the data has named classes."""
   workdir.mkdir(parents=True, exist_ok=True)
   write_atomic(workdir / "config.json", config_lib.config_to_json(config))
   write_atomic(workdir / "data.json", json.dumps(data_meta(source)))
+  if source.num_classes and source.class_names:
+    write_atomic(workdir / "classes.json",
+                 json.dumps({name: i for i, name in enumerate(source.class_names)}, indent=1))
 
 
 def train(config, workdir, *, source: Optional[data_lib.Source] = None,
@@ -236,8 +242,9 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
       parts = [source.batch(s) for s in range(step, step + k)]  # this process's rows
       if step == start:
         data_lib.check_batch(parts[0], source.shape, config.batch_size // source.process_count,
-                             source.name)
-      batch = parallel.global_batch(mesh, parts[0] if k == 1 else jnp.stack(parts), k > 1)
+                             source.name, source.num_classes)
+      local = parts[0] if k == 1 else jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
+      batch = parallel.global_batch(mesh, local, k > 1)
       state, metrics = step_fn(state, batch)     # k > 1: batch [K, B, ...], metrics [K]
       done = step + k
       if done % config.log_every == 0 or done == config.steps:

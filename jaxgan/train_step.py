@@ -3,7 +3,7 @@
 Bind the spec and jit where it is called:
 
     step = jax.jit(functools.partial(train_step, spec), donate_argnums=0)
-    state, metrics = step(state, batch)       # batch: real data [B, *data_shape]
+    state, metrics = step(state, batch)  # batch: {"image": [B, *data_shape], "label": [B]}
 
 One call does `spec.d_steps` D updates (fresh fakes each, the same real batch) then one G
 update, and updates the EMA generator. Randomness comes from fold_in(state.key, state.step).
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan import losses, penalties
+from jaxgan.data import as_batch
 from jaxgan.state import GANSpec, GANState
 
 NONFINITE = ("d_loss", "g_loss", "penalty", "d_grads", "g_grads", "d_params", "g_params")
@@ -135,12 +136,13 @@ def _latents(key, num: int, latent_dim: int, axis_name):
   return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * num, num)
 
 
-def train_step(spec: GANSpec, state: GANState, batch: jax.Array, axis_name=None):
-  """One GAN iteration. batch: real examples [B, *data_shape], float32.
+def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
+  """One GAN iteration. batch: {"image": real examples [B, *data_shape] float32, "label":
+  int32 [B] (optional)}, as the sources give it (`data.Batch`); a bare array is the images.
 
   axis_name: only for a per-device call over a mapped batch axis (`parallel.pmap_step`).
   """
-  real = batch
+  real = as_batch(batch)["image"]
   old_state = state
   key = jax.random.fold_in(state.key, state.step)
   k_d, k_g = jax.random.split(key)
@@ -184,8 +186,8 @@ def train_step(spec: GANSpec, state: GANState, batch: jax.Array, axis_name=None)
   return new_state, metrics
 
 
-def train_steps(spec: GANSpec, state: GANState, batches: jax.Array):
-  """K train steps in one call with `lax.scan`; batches: [K, B, *data_shape].
+def train_steps(spec: GANSpec, state: GANState, batches):
+  """K train steps in one call with `lax.scan`; batches: stacked batches, each leaf [K, B, ...].
 
   Equal to K calls of `train_step`; metrics come back stacked, each [K].
   """

@@ -22,11 +22,53 @@ def test_digits():
 def test_batches_are_a_pure_function_of_seed_and_step():
   x = np.arange(50, dtype=np.float32).reshape(50, 1)
   a, b = data.array_source(x, 8, seed=1), data.array_source(x, 8, seed=1)
-  np.testing.assert_array_equal(a.batch(9), b.batch(9))
-  assert not np.array_equal(a.batch(9), data.array_source(x, 8, seed=2).batch(9))
+  np.testing.assert_array_equal(a.batch(9)["image"], b.batch(9)["image"])
+  assert not np.array_equal(a.batch(9)["image"], data.array_source(x, 8, seed=2).batch(9)["image"])
   # One epoch (6 full batches of 50) visits 48 distinct examples without replacement.
-  epoch = np.concatenate([np.asarray(a.batch(s)) for s in range(6)]).ravel()
+  epoch = np.concatenate([np.asarray(a.batch(s)["image"]) for s in range(6)]).ravel()
   assert len(set(epoch.tolist())) == 48
+  assert set(a.batch(0)) == {"image"} and a.num_classes == 0        # no labels given
+
+
+def test_labels_travel_with_their_examples():
+  x = np.arange(50, dtype=np.float32).reshape(50, 1)
+  src = data.array_source(x, 8, seed=1, labels=np.arange(50) % 7)
+  assert src.num_classes == 7
+  for step in (0, 6, 13):                                            # across epochs
+    b = src.batch(step)
+    assert b["label"].dtype == np.int32
+    np.testing.assert_array_equal(np.asarray(b["label"]), np.asarray(b["image"])[:, 0] % 7)
+  with pytest.raises(data.DataError, match="one per example"):
+    data.array_source(x, 8, 0, labels=np.zeros(49, np.int32))
+  with pytest.raises(data.DataError, match=r"labels must lie in 0..2"):
+    data.array_source(x, 8, 0, labels=np.arange(50) % 7, num_classes=3)
+
+
+def test_every_embedded_source_gives_its_labels():
+  digits, y = data.load_embedded_images("mnist5k"), data.load_embedded_labels("mnist5k")
+  src = data.make_source(data_config("mnist5k"), 16, 0)
+  b = src.batch(3)
+  idx = [int(np.argmin(np.abs(digits - x[None]).reshape(5000, -1).max(1))) for x in np.asarray(b["image"])]
+  np.testing.assert_array_equal(np.asarray(b["label"]), y[idx])     # each image's own digit
+  assert src.num_classes == 10 and src.class_names == [str(i) for i in range(10)]
+  for name, k in (("grid25", 25), ("ring8", 8)):                     # the mixture component
+    src = data.make_source(data_config(name), 500, 0)
+    b = src.batch(0)
+    means = data.mixture_means(name)
+    nearest = np.argmin(((np.asarray(b["image"])[:, None] - means[None]) ** 2).sum(-1), 1)
+    assert src.num_classes == k
+    np.testing.assert_array_equal(np.asarray(b["label"]), nearest)
+  src = data.make_source(data_config("stacked_mnist"), 8, 0)       # the digit triple
+  b = src.batch(0)
+  flat = digits.reshape(5000, -1)
+  for i, x in enumerate(np.asarray(b["image"])):
+    ds = [y[np.argmin(np.abs(flat - x[..., c].reshape(1, -1)).max(1))] for c in range(3)]
+    assert int(b["label"][i]) == 100 * ds[0] + 10 * ds[1] + ds[2]
+  assert src.num_classes == 1000
+
+
+def data_config(name, **kw):
+  return {**data.DATA_DEFAULTS, "name": name, **kw}
 
 
 def test_batch_gather_does_not_recompile():
@@ -47,21 +89,30 @@ def test_mixture_geometry(name, n_modes, std):
   else:
     np.testing.assert_allclose(np.linalg.norm(means, axis=1), 1.0, rtol=1e-6)
   src = data.mixture_source(name, 4000, seed=0)
-  x = np.asarray(src.batch(0))
+  x = np.asarray(src.batch(0)["image"])
   nearest = np.argmin(((x[:, None] - means[None]) ** 2).sum(-1), 1)
   assert len(set(nearest.tolist())) == n_modes
   np.testing.assert_allclose((x - means[nearest]).std(), std, rtol=0.1)
-  assert not np.array_equal(x, np.asarray(src.batch(1)))
-  np.testing.assert_array_equal(x, np.asarray(data.mixture_source(name, 4000, seed=0).batch(0)))
+  assert not np.array_equal(x, np.asarray(src.batch(1)["image"]))
+  np.testing.assert_array_equal(
+      x, np.asarray(data.mixture_source(name, 4000, seed=0).batch(0)["image"]))
 
 
 def test_tfds_data_source_with_mock_data():
   with tfds.testing.mock_data(num_examples=40):
     src = data.tfds_source("mnist", 8, seed=0, image_size=32)
-    x = np.asarray(src.batch(2))
+    b = src.batch(2)
+    x = np.asarray(b["image"])
     assert x.shape == (8, 32, 32, 1) and src.shape == (32, 32, 1) and src.num_examples == 40
     assert -1 <= x.min() and x.max() <= 1
-    np.testing.assert_array_equal(x, np.asarray(data.tfds_source("mnist", 8, 0, image_size=32).batch(2)))
+    np.testing.assert_array_equal(
+        x, np.asarray(data.tfds_source("mnist", 8, 0, image_size=32).batch(2)["image"]))
+    # the `label` ClassLabel feature: mnist's 10 classes, the records' own labels
+    ds = tfds.data_source("mnist", split="train")
+    idx = np.random.default_rng([0, 0]).permutation(40)[16:24]        # step 2 of epoch 0
+    assert src.num_classes == 10 and b["label"].dtype == np.int32
+    np.testing.assert_array_equal(np.asarray(b["label"]), [ds[int(i)]["label"] for i in idx])
+    assert "label" not in data.tfds_source("mnist", 8, 0, label_key="nolabel").batch(0)
 
 
 def test_missing_tfds_set_says_how_to_prepare(tmp_path):
@@ -87,6 +138,13 @@ def test_bad_images_are_refused_clearly(bad, match):
 def test_check_batch_names_expected_shape():
   with pytest.raises(data.DataError, match=r"expects shape \(4, 28, 28, 1\)"):
     data.check_batch(np.zeros((4, 28, 28), np.float32), (28, 28, 1), 4)
+  x = np.zeros((4, 2), np.float32)
+  with pytest.raises(data.DataError, match=r"labels have shape \(4,\) and dtype int64"):
+    data.check_batch({"image": x, "label": np.zeros(4, np.int64)}, (2,), 4)
+  with pytest.raises(data.DataError, match="no 'label' entry but the source has 3 classes"):
+    data.check_batch({"image": x}, (2,), 4, num_classes=3)
+  with pytest.raises(data.DataError, match=r"unknown batch entries \['lable'\]"):
+    data.check_batch({"image": x, "lable": x}, (2,), 4)
 
 
 def test_batch_larger_than_data_is_refused():

@@ -325,8 +325,8 @@ def nan_at(step_index: int):
 
   def make(cfg, batch_size, seed):
     src = make_source(cfg, batch_size, seed)
-    return dataclasses.replace(
-        src, batch=lambda s: src.batch(s) * (jnp.nan if s == step_index else 1.0))
+    poison = lambda b, s: dict(b, image=b["image"] * (jnp.nan if s == step_index else 1.0))
+    return dataclasses.replace(src, batch=lambda s: poison(src.batch(s), s))
   return make
 
 
@@ -509,7 +509,8 @@ def test_full_disk_during_the_async_write_surfaces_with_its_step(tmp_path, monke
 def test_bad_batch_is_refused_before_training(tmp_path):
   config = tiny_config("steps=5")
   src = data_lib.make_source(config.data, config.batch_size, config.seed)
-  bad = dataclasses.replace(src, batch=lambda s: src.batch(s).astype(jnp.float16))
+  bad = dataclasses.replace(src, batch=lambda s: dict(src.batch(s),
+                                                      image=src.batch(s)["image"].astype(jnp.float16)))
   with pytest.raises(data_lib.DataError, match="dtype float16; the model expects shape"):
     train(config, tmp_path / "run", source=bad, progress=False)
   assert steps_in(tmp_path / "run" / "checkpoints") == []

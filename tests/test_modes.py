@@ -117,13 +117,14 @@ def test_stacked_mnist_source_stacks_three_real_digits():
   from jaxgan import data
   digits = data.load_embedded_images("mnist5k")                      # [5000, 28, 28, 1]
   src = data.stacked_mnist_source(64, seed=3)
-  x = np.asarray(src.batch(7))
+  x = np.asarray(src.batch(7)["image"])
   assert src.shape == (28, 28, 3) and x.shape == (64, 28, 28, 3) and src.value_range == (-1, 1)
   flat = digits.reshape(5000, -1)
   for c in range(3):                                                 # each channel is a digit
     d = np.abs(flat[None] - x[:, :, :, c].reshape(64, 1, -1)).max(-1).min(-1)
     assert d.max() == 0.0
   assert not np.array_equal(x[..., 0], x[..., 1])
-  np.testing.assert_array_equal(x, np.asarray(data.stacked_mnist_source(64, seed=3).batch(7)))
-  np.testing.assert_array_equal(x, np.asarray(src.keyed_batch(jax.random.key(3), 7)))
-  assert not np.array_equal(x, np.asarray(src.batch(8)))
+  np.testing.assert_array_equal(
+      x, np.asarray(data.stacked_mnist_source(64, seed=3).batch(7)["image"]))
+  np.testing.assert_array_equal(x, np.asarray(src.keyed_batch(jax.random.key(3), 7)["image"]))
+  assert not np.array_equal(x, np.asarray(src.batch(8)["image"]))
