@@ -2,10 +2,15 @@
 precision/recall, density/coverage, Inception Score, class coverage.
 
   frechet_distance   ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))   (FID on Inception
-                     features; Heusel et al., 2017). The trace of the square root is taken as
-                     tr((sqrt(S1) S2 sqrt(S1))^(1/2)): the matrix is symmetric PSD, so two
-                     symmetric eigendecompositions give it, stable for singular covariances
-                     (no complex parts, no eps offset, unlike scipy.linalg.sqrtm(S1 @ S2)).
+                     features; Heusel et al., 2017). With S1 = A1^T A1 and S2 = A2^T A2, the
+                     eigenvalues of S1 S2 are the squared singular values of A1 A2^T, so
+                     tr (S1 S2)^(1/2) = ||A1 A2^T||_* (the nuclear norm): one SVD of a product
+                     of square-root factors, never a square root of a product of covariances.
+                     fid_from_features takes A = R / sqrt(N - 1) from a QR of the centred
+                     features (backward stable: S itself is never formed), frechet_distance
+                     A = sqrt(w) V^T from eigh(S). Accurate to round-off for singular and
+                     ill-conditioned covariances (no complex parts, no eps offset, unlike
+                     scipy.linalg.sqrtm(S1 @ S2)).
   kid                unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random
                      subsets (Binkowski et al., 2018): (mean, std) over subsets.
   precision_recall   Kynkaanniemi et al., 2019: a sample is inside the other set's manifold
@@ -42,41 +47,91 @@ def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
   return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
+def feature_factor(features) -> tuple[np.ndarray, np.ndarray]:
+  """(mean [D], A [K, D]) of features [N, D] with A^T A = their unbiased covariance, K = min(N, D).
+
+  A = R / sqrt(N - 1) for the QR decomposition X - mean = Q R (Householder, backward stable).
+  A's singular values, the square roots of the covariance's eigenvalues, come out to an
+  absolute error ~eps ||A||: forming the covariance X^T X / (N - 1) would square both the
+  condition number and the error's reach (eps ||S|| in the eigenvalues is sqrt(eps ||S||) in
+  their square roots).
+  """
+  f = _as_features(features, "features")
+  if f.shape[0] < 2:
+    raise ValueError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
+  mean = f.mean(0)
+  return mean, np.linalg.qr(f - mean, mode="r") / np.sqrt(f.shape[0] - 1)
+
+
 def _psd_eigenvalues(w: np.ndarray) -> np.ndarray:
   """Eigenvalues of a PSD matrix with round-off removed: those below D * eps * max|w| (noise
   of the eigensolver, negative ones included) become 0, so null directions add no sqrt(eps)."""
   return np.where(w > w.shape[0] * np.finfo(w.dtype).eps * np.max(np.abs(w), initial=0.0), w, 0.0)
 
 
-def _psd_sqrt(s: np.ndarray) -> np.ndarray:
-  """Symmetric square root of a symmetric PSD matrix."""
+def _psd_factor(s: np.ndarray) -> np.ndarray:
+  """A [D, D] with A^T A = S for a symmetric PSD S: sqrt(w) V^T from S = V diag(w) V^T.
+
+  The threshold of _psd_eigenvalues applies to S's own eigenvalues, whose round-off is
+  ~D eps ||S||; it would not do on a product such as sqrt(S1) S2 sqrt(S1), whose spectrum spans
+  the product of the two condition numbers, so that true eigenvalues fall below it.
+  """
   w, v = np.linalg.eigh((s + s.T) / 2)
-  return (v * np.sqrt(_psd_eigenvalues(w))) @ v.T
+  return np.sqrt(_psd_eigenvalues(w))[:, None] * v.T
+
+
+def _trace_sqrt_of_factors(a1: np.ndarray, a2: np.ndarray) -> float:
+  """tr((A1^T A1 A2^T A2)^(1/2)) = ||A1 A2^T||_* for A1 [K1, D], A2 [K2, D].
+
+  S1 S2 = A1^T (A1 A2^T A2) has the nonzero eigenvalues of (A1 A2^T A2) A1^T = M M^T with
+  M = A1 A2^T, i.e. the squared singular values of M; their square roots sum to ||M||_*. The
+  SVD gives each singular value to ~eps ||M||, where an eigensolver on S1 S2 (or on
+  sqrt(S1) S2 sqrt(S1)) gives their squares to ~eps ||M||^2.
+  """
+  return float(np.sum(np.linalg.svd(a1 @ a2.T, compute_uv=False)))
 
 
 def trace_sqrt_product(s1, s2) -> float:
-  """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2, as tr((sqrt(S1) S2 sqrt(S1))^(1/2))."""
-  r = _psd_sqrt(np.asarray(s1, np.float64))
-  m = r @ np.asarray(s2, np.float64) @ r                             # [D, D], symmetric PSD
-  return float(np.sum(np.sqrt(_psd_eigenvalues(np.linalg.eigvalsh((m + m.T) / 2)))))
+  """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2, as ||A1 A2^T||_* with S = A^T A from eigh."""
+  return _trace_sqrt_of_factors(_psd_factor(np.asarray(s1, np.float64)),
+                                _psd_factor(np.asarray(s2, np.float64)))
+
+
+def _check_shapes(mu1, m1, mu2, m2, rows: str) -> None:
+  """Refuse anything but mu [D] and m [rows, D] for both sets ('D': covariances)."""
+  d = mu1.shape[0]
+  ok = lambda m: m.ndim == 2 and m.shape[1] == d and (rows != "D" or m.shape[0] == d)
+  if mu2.shape != (d,) or not ok(m1) or not ok(m2):
+    name = "S" if rows == "D" else "A"
+    raise ValueError(f"shape mismatch: mu1 {mu1.shape}, {name}1 {m1.shape}, mu2 {mu2.shape}, "
+                     f"{name}2 {m2.shape}; expected [D] and [{rows}, D] for both")
+
+
+def _frechet(diff: np.ndarray, tr1: float, tr2: float, tr_sqrt: float) -> float:
+  return float(max(diff @ diff + tr1 + tr2 - 2.0 * tr_sqrt, 0.0))
 
 
 def frechet_distance(mu1, s1, mu2, s2) -> float:
   """Frechet distance between the Gaussians N(mu1, S1) and N(mu2, S2)."""
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
-  d = mu1.shape[0]
-  if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-    raise ValueError(f"shape mismatch: mu1 {mu1.shape}, S1 {s1.shape}, mu2 {mu2.shape}, "
-                     f"S2 {s2.shape}; expected [D] and [D, D] for both")
-  diff = mu1 - mu2
-  value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2)
-  return float(max(value, 0.0))
+  _check_shapes(mu1, s1, mu2, s2, rows="D")
+  return _frechet(mu1 - mu2, np.trace(s1), np.trace(s2), trace_sqrt_product(s1, s2))
+
+
+def frechet_distance_from_factors(mu1, a1, mu2, a2) -> float:
+  """Frechet distance between N(mu1, A1^T A1) and N(mu2, A2^T A2), A1 [K1, D], A2 [K2, D]
+  (e.g. from feature_factor): tr(S) = ||A||_F^2, tr (S1 S2)^(1/2) = ||A1 A2^T||_*."""
+  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+  a1, a2 = np.asarray(a1, np.float64), np.asarray(a2, np.float64)
+  _check_shapes(mu1, a1, mu2, a2, rows="K")
+  return _frechet(mu1 - mu2, np.sum(a1 * a1), np.sum(a2 * a2), _trace_sqrt_of_factors(a1, a2))
 
 
 def fid_from_features(real, fake) -> float:
-  """Frechet distance between the Gaussian fits of two feature sets [N, D], [M, D]."""
-  return frechet_distance(*feature_stats(real), *feature_stats(fake))
+  """Frechet distance between the Gaussian fits of two feature sets [N, D], [M, D], from the
+  QR factors of the centred features (feature_factor), never from their covariances."""
+  return frechet_distance_from_factors(*feature_factor(real), *feature_factor(fake))
 
 
 # ----------------------------------------------------------------------------------- KID
