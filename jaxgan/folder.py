@@ -78,6 +78,7 @@ class _Reader:
       raise DataError(f"data.path {str(self.path)!r} does not exist (give a folder of images or "
                       f"a .zip)")
     self.is_zip = self.path.is_file()
+    self.root = ""                                       # a zip's one top folder, if any
     self._lock = threading.Lock()
     if self.is_zip:
       try:
@@ -114,8 +115,7 @@ class _Reader:
     return tops.pop() if len(tops) == 1 and not flat else ""
 
   def describe(self) -> str:
-    return f"{self.path}" + (f" (inside its folder {self.root}/)" if self.is_zip and self.root
-                             else "")
+    return f"{self.path}" + (f" (inside its folder {self.root}/)" if self.root else "")
 
   def has(self, name: str) -> bool:
     return name in self._all
@@ -270,7 +270,7 @@ def default_cache_dir() -> Path:
 def _cache_key(reader: _Reader, dataset_json, options: dict) -> str:
   h = hashlib.sha256()
   h.update(json.dumps(dict(version=CACHE_VERSION, path=str(reader.path.resolve()),
-                           root=getattr(reader, "root", ""), options=options)).encode())
+                           root=reader.root, options=options)).encode())
   for n in reader.names:
     h.update(json.dumps([n, reader.stamp(n)]).encode())
   h.update(hashlib.sha256(dataset_json or b"").digest())
