@@ -103,24 +103,43 @@ def depth_to_space(x, block: int = 2):
   return x.reshape(b, h * block, w * block, c_out)
 
 
-def minibatch_std(x, group: int):
+def minibatch_std(x, group: int, layout: str = "consecutive"):
   """ProGAN's minibatch standard deviation (Karras et al., 2018) for D's features x [B, ..., C]:
-  the std of every feature across a group of min(group, B) consecutive examples, averaged over
+  the std of every feature across a group of G = min(group, B) examples, averaged over
   the features, appended to each example of the group as one more channel (constant over any
   spatial axes) -> [B, ..., C + 1]. D can then see how diverse a batch is.
 
-  Groups are consecutive, so on D's [real; fake] batch they never mix the two halves when the
-  group divides B/2. The epsilon keeps the double backward of a gradient penalty finite where
-  a group's features coincide (d sqrt at 0).
+    y = sqrt(mean_G((x - mean_G x)^2) + 1e-8)   (biased variance over the group)
+    s = mean over (..., C) of y, one number per group, tiled over its members and pixels.
+
+  `layout` says which examples form a group:
+    - "consecutive" (jaxgan's, the default; used by the existing configs): examples
+      [g*G, (g+1)*G), i.e. x.reshape(B/G, G, ...). On D's [real; fake] batch the groups never
+      mix the two halves when G divides B/2.
+    - "strided" (StyleGAN2's MinibatchStdLayer, `x.reshape(G, -1, F, c, H, W)`, F = 1): the
+      members of group j are j, j + B/G, j + 2B/G, ... . StyleGAN2 runs D on reals and fakes
+      in separate calls; on a concatenated [real; fake] batch these groups take G/2 reals and
+      G/2 fakes each.
+  Both are the same statistic on a different partition of the batch (the same function when
+  B = G). The epsilon keeps the double backward of a gradient penalty finite where a group's
+  features coincide (d sqrt at 0).
   """
   b = x.shape[0]
   group = min(group, b)
   if b % group:
     raise ValueError(f"minibatch_std: the group ({group}) must divide the discriminator's "
                      f"batch ({b}: per device, after packing)")
+  if layout not in ("consecutive", "strided"):
+    raise ValueError(f"minibatch_std: unknown layout {layout!r}; valid: consecutive, strided")
   dtype = jnp.promote_types(x.dtype, jnp.float32)                    # bf16 in: f32 statistics
-  y = x.astype(dtype).reshape(b // group, group, *x.shape[1:])        # [B/G, G, ..., C]
-  std = jnp.sqrt(jnp.var(y, axis=1) + 1e-8)                           # [B/G, ..., C]
-  s = jnp.repeat(std.reshape(b // group, -1).mean(axis=1), group)     # [B]
+  n = b // group
+  if layout == "consecutive":
+    y = x.astype(dtype).reshape(n, group, *x.shape[1:])               # [B/G, G, ..., C]
+    std = jnp.sqrt(jnp.var(y, axis=1) + 1e-8)                         # [B/G, ..., C]
+    s = jnp.repeat(std.reshape(n, -1).mean(axis=1), group)            # [B]
+  else:
+    y = x.astype(dtype).reshape(group, n, *x.shape[1:])               # [G, B/G, ..., C]
+    std = jnp.sqrt(jnp.var(y, axis=0) + 1e-8)                         # [B/G, ..., C]
+    s = jnp.tile(std.reshape(n, -1).mean(axis=1), group)              # [B]: s[g*n + j] = s_j
   s = s.astype(x.dtype).reshape(b, *[1] * (x.ndim - 1))               # [B, 1, ..., 1]
   return jnp.concatenate([x, jnp.broadcast_to(s, (*x.shape[:-1], 1))], axis=-1)  # [B, ..., C+1]
