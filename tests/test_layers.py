@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.hlo_convs import conv_kinds
 from jaxgan.models import fir, layers
 
 F1331 = fir.setup_filter()
@@ -82,6 +83,126 @@ def flat(tree):
 
 def unflat(d):
   return traverse_util.unflatten_dict({tuple(k.split("/")): a for k, a in d.items()})
+
+
+# ------------------------------------------------------------------------- FIR resampling
+
+def test_setup_filter_is_the_normalised_1331():
+  np.testing.assert_allclose(F1331, [1 / 8, 3 / 8, 3 / 8, 1 / 8])
+  f2 = fir.setup_filter(separable=False)
+  np.testing.assert_allclose(f2, np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64)
+  np.testing.assert_allclose(fir.setup_filter(gain=4, separable=False).sum(), 4)
+
+
+ASYM = np.array([1.0, 2.0, 5.0])                       # asymmetric: catches a wrong flip
+ASYM2 = np.outer([1.0, 2.0, 5.0], [2.0, -1.0, 0.5, 3.0])
+
+
+@pytest.mark.parametrize("impl", ["slices", "conv"])
+@pytest.mark.parametrize("f,up,down,pad,flip", [
+    (F1331, 1, 1, (0, 0, 0, 0), False), (F1331, 2, 1, (2, 1, 2, 1), False),
+    (F1331, 1, 2, (1, 1, 1, 1), False), (ASYM, 2, 1, (3, 1, 0, 2), False),
+    (ASYM, 1, 2, (2, 0, 1, 3), True), (ASYM2, 2, 1, (1, 2, 3, 0), False),
+    (ASYM2, 3, 1, (1, 2, 3, 0), True), (ASYM, 1, 3, (1, 0, 2, 2), False),
+    (ASYM, 2, 2, (1, 1, 1, 1), False)])
+def test_upfirdn2d_matches_the_definition(impl, f, up, down, pad, flip):
+  x = normal(0, 2, 7, 9, 3)
+  ref = upfirdn2d_ref(x, f, up, down, pad, flip, gain=1.7)
+  out = jax.jit(lambda x: fir.upfirdn2d(x, f, up, down, pad, flip, 1.7, impl=impl))(x)
+  assert out.shape == ref.shape
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_upfirdn2d_crops_with_negative_padding():
+  x = normal(1, 1, 6, 8, 2)
+  ref = upfirdn2d_ref(x, ASYM, 2, 1, (3, -2, -1, 2))
+  np.testing.assert_allclose(fir.upfirdn2d(x, ASYM, 2, 1, (3, -2, -1, 2)), ref, atol=1e-4)
+
+
+def test_resamplers_use_stylegan2s_pads_and_gain():
+  # upsample2d: padx0 = (fw + up - 1)//2 = 2, padx1 = (fw - up)//2 = 1, gain up^2 = 4;
+  # downsample2d: (fw - down + 1)//2 = 1, (fw - down)//2 = 1
+  x = normal(2, 3, 8, 6, 4)
+  up = fir.upsample2d(x)
+  assert up.shape == (3, 16, 12, 4)
+  np.testing.assert_allclose(up, upfirdn2d_ref(x, F1331, up=2, pad=(2, 1, 2, 1), gain=4),
+                             atol=1e-5)
+  down = fir.downsample2d(x)
+  assert down.shape == (3, 4, 3, 4)
+  np.testing.assert_allclose(down, upfirdn2d_ref(x, F1331, down=2, pad=(1, 1, 1, 1)), atol=1e-5)
+  np.testing.assert_allclose(fir.filter2d(x, F1331), upfirdn2d_ref(x, F1331, pad=(2, 1, 2, 1)),
+                             atol=1e-5)
+  # the closed form of the [1,3,3,1] resamplers along one axis (x constant along W)
+  col = normal(3, 1, 8, 1, 1)
+  xc = np.broadcast_to(col, (1, 8, 6, 1))
+  u, xp = np.asarray(fir.upsample2d(xc))[0, :, 5, 0], np.pad(col[0, :, 0, 0], 1)
+  np.testing.assert_allclose(u[0::2], (xp[:-2] + 3 * xp[1:-1]) / 4, atol=1e-6)
+  np.testing.assert_allclose(u[1::2], (3 * xp[1:-1] + xp[2:]) / 4, atol=1e-6)
+
+
+def test_resamplers_keep_a_constant_image():
+  x = np.full((2, 8, 8, 3), 1.7, np.float32)
+  # the zero padding darkens one pixel at the borders only
+  np.testing.assert_allclose(fir.upsample2d(x)[:, 1:-1, 1:-1], 1.7, rtol=1e-6)
+  np.testing.assert_allclose(fir.downsample2d(x)[:, 1:-1, 1:-1], 1.7, rtol=1e-6)
+  np.testing.assert_allclose(fir.upsample2d(x)[:, 0, 1:-1], 1.7 * 0.75, rtol=1e-6)
+
+
+def test_upsample_then_downsample_of_a_smooth_image_is_near_identity():
+  # per axis down(up(x)) = (6 x[m-1] + 20 x[m] + 6 x[m+1]) / 32: ~identity on low frequencies
+  i = np.arange(32)
+  img = (np.sin(2 * np.pi * i / 32)[:, None] * np.cos(2 * np.pi * i / 32)[None, :])
+  x = img[None, :, :, None].astype(np.float32)
+  back = np.asarray(fir.downsample2d(fir.upsample2d(x)))
+  assert np.abs(back - x)[:, 2:-2, 2:-2].max() < 0.03
+
+
+def test_fir_gradients_match_the_depthwise_conv_impl():
+  x = normal(4, 2, 8, 8, 3)
+  for op in (fir.upsample2d, fir.downsample2d):
+    d = lambda x, impl: jnp.sum(jnp.tanh(op(x, impl=impl)) * jnp.arange(3.0))
+    r1 = lambda x, impl: jnp.sum(jax.grad(d)(x, impl) ** 2)          # R1's double backward
+    for fn in (jax.grad(d), jax.grad(r1)):
+      np.testing.assert_allclose(fn(x, "slices"), fn(x, "conv"), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+@pytest.mark.parametrize("up,down", [(1, 1), (2, 1), (1, 2)])
+@pytest.mark.parametrize("flip_weight", [True, False])
+def test_conv2d_resample_matches_the_definition(k, up, down, flip_weight):
+  x, w = normal(5, 2, 7, 9, 3), normal(6, k, k, 3, 4)
+  out = jax.jit(lambda x, w: fir.conv2d_resample(x, w, up=up, down=down, padding=k // 2,
+                                                 flip_weight=flip_weight))(x, w)
+  ref = conv_resample_ref(x, w, up, down, flip_weight=flip_weight)
+  assert out.shape == ref.shape
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_conv2d_resample_groups():
+  x, w = normal(7, 2, 8, 8, 4), normal(8, 3, 3, 2, 6)
+  out = fir.conv2d_resample(x, w, down=2, padding=1, groups=2)
+  xr = upfirdn2d_ref(x, F1331, pad=[2] * 4)
+  np.testing.assert_allclose(out, conv_ref(xr, w, groups=2, stride=2), atol=1e-4)
+  out = fir.conv2d_resample(x, w, up=2, padding=1, groups=2)
+  xr = upfirdn2d_ref(x, F1331, up=2, pad=[3, 2, 3, 2], gain=4)
+  np.testing.assert_allclose(out, conv_ref(xr, w, groups=2), atol=1e-4)
+
+
+def test_resampling_compiles_no_input_dilated_conv():
+  """The forward, backward and R1 double backward of the resampling convs and FIRs use
+  stride-1 convs, slices and pads only (XLA:CPU runs input-dilated convs slowly)."""
+  x, w = jnp.zeros((2, 8, 8, 4)), jnp.zeros((3, 3, 4, 4))
+
+  def d(x, w):
+    h = fir.conv2d_resample(fir.upsample2d(x), w, down=2, padding=1)
+    h = fir.conv2d_resample(h, w, up=2, padding=1, flip_weight=False)
+    return jnp.sum(jnp.tanh(fir.downsample2d(h)))
+
+  r1 = lambda x, w: jnp.sum(jax.grad(d)(x, w) ** 2)
+  text = jax.jit(jax.grad(r1, argnums=(0, 1))).lower(x, w).compile().as_text()
+  kinds = conv_kinds(text)                                           # the compiled convs
+  assert kinds["stride 1"] > 0
+  assert set(kinds) == {"stride 1"}, kinds                           # no dilated, no strided
 
 
 # ------------------------------------------------------------------------- minibatch std
