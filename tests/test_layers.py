@@ -205,6 +205,138 @@ def test_resampling_compiles_no_input_dilated_conv():
   assert set(kinds) == {"stride 1"}, kinds                           # no dilated, no strided
 
 
+# ---------------------------------------------------------------- equalised learning rate
+
+@pytest.mark.parametrize("lr_mul,act", [(1.0, None), (0.01, "lrelu")])
+def test_equal_dense(lr_mul, act):
+  layer = layers.EqualDense(64, lr_mul=lr_mul, bias_init=0.5, activation=act)
+  x = normal(9, 5, 256)
+  v = layer.init(jax.random.key(0), x)
+  wt, b = np.asarray(v["params"]["weight"], np.float64), np.asarray(v["params"]["bias"])
+  assert wt.shape == (256, 64)
+  np.testing.assert_allclose(wt.std() * lr_mul, 1.0, rtol=0.02)     # stored ~ N(0, 1)/lr_mul
+  np.testing.assert_array_equal(b, 0.5)
+  v = {"params": {"weight": wt, "bias": normal(10, 64)}}
+  eff_w, eff_b = wt * lr_mul / np.sqrt(256), v["params"]["bias"] * lr_mul
+  ref = x @ eff_w + eff_b
+  ref = lrelu(ref) * np.sqrt(2) if act == "lrelu" else ref
+  np.testing.assert_allclose(jax.jit(layer.apply)(v, x), ref, rtol=1e-5, atol=1e-5)
+  # the effective weight has unit-variance outputs for unit-variance inputs (equalised lr)
+  assert abs((x @ (wt * lr_mul / np.sqrt(256))).std() - 1) < 0.1
+
+
+@pytest.mark.parametrize("up,down", [(False, False), (False, True), (True, False)])
+def test_equal_conv(up, down):
+  layer = layers.EqualConv(6, 3, up=up, down=down, activation="lrelu")
+  x = normal(11, 2, 8, 8, 5)
+  v = layer.init(jax.random.key(1), x)
+  wt = np.asarray(v["params"]["weight"])
+  assert wt.shape == (3, 3, 5, 6)
+  v = {"params": {"weight": wt, "bias": normal(12, 6)}}
+  # StyleGAN2 runs up layers with flip_weight=False: a true convolution
+  ref = conv_resample_ref(x, wt / np.sqrt(5 * 9), int(up) + 1, int(down) + 1, flip_weight=not up)
+  ref = lrelu(ref + v["params"]["bias"]) * np.sqrt(2) * 0.5
+  out = jax.jit(lambda v, x: layer.apply(v, x, gain=0.5))(v, x)
+  side = 16 if up else 4 if down else 8
+  assert out.shape == ref.shape == (2, side, side, 6)
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+  clamped = layers.EqualConv(6, 3, up=up, down=down, activation="lrelu", conv_clamp=0.1)
+  assert np.abs(clamped.apply(v, x, gain=0.5)).max() <= 0.05 + 1e-7  # clamp * gain
+
+
+# ------------------------------------------------------------------------ modulated conv
+
+def modconv_ref(x, weight, styles, demodulate, up=False, flip_weight=True):
+  """Per-sample weights w''_b, each sample convolved on its own."""
+  out = []
+  for b in range(x.shape[0]):
+    w = weight.astype(np.float64) * styles[b].astype(np.float64)[None, None, :, None]
+    if demodulate:
+      w = w / np.sqrt(np.sum(w ** 2, axis=(0, 1, 2)) + 1e-8)
+    out.append(conv_resample_ref(x[b:b + 1], w, 2 if up else 1, flip_weight=flip_weight)[0])
+  return np.stack(out)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("up,k", [(False, 3), (True, 3), (False, 1)])
+def test_modulated_conv_is_the_per_sample_weight_conv(demodulate, up, k):
+  x, weight, styles = normal(13, 3, 6, 6, 4), normal(14, k, k, 4, 5), normal(15, 3, 4) + 1
+  out = jax.jit(lambda *a: layers.modulated_conv(*a, demodulate=demodulate, up=up,
+                                                 flip_weight=not up))(x, weight, styles)
+  ref = modconv_ref(x, weight, styles, demodulate, up, flip_weight=not up)
+  np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_synthesis_layer():
+  layer = layers.SynthesisLayer(5, up=True)
+  x, w = normal(16, 2, 4, 4, 6), normal(17, 2, 8)
+  v = layer.init(jax.random.key(2), x, w)
+  p = flat(v["params"])
+  assert p["noise_strength"] == 0 and v["constants"]["noise_const"].shape == (8, 8)
+  np.testing.assert_array_equal(p["affine/bias"], 1.0)              # styles start near 1
+  apply = jax.jit(layer.apply, static_argnames="noise_mode")
+  out = apply(v, x, w, rngs={"noise": jax.random.key(3)})
+  assert out.shape == (2, 8, 8, 5)
+  # at init the noise adds exactly 0, whatever the key and mode
+  for key in (4, 5):
+    np.testing.assert_array_equal(apply(v, x, w, rngs={"noise": jax.random.key(key)}), out)
+  np.testing.assert_array_equal(apply(v, x, w, noise_mode="none"), out)
+  np.testing.assert_array_equal(apply(v, x, w, noise_mode="const"), out)
+  # the NumPy reference: affine, modulated demodulated up-conv, bias, lrelu * sqrt(2)
+  styles = w @ (p["affine/weight"] / np.sqrt(8)) + p["affine/bias"]
+  ref = modconv_ref(x, p["weight"], styles, True, up=True, flip_weight=False)
+  np.testing.assert_allclose(out, lrelu(ref + p["bias"]) * np.sqrt(2), rtol=1e-4, atol=1e-5)
+
+
+def test_synthesis_noise():
+  layer = layers.SynthesisLayer(3, activation="linear")
+  x, w = normal(18, 2, 8, 8, 4), normal(19, 2, 8)
+  v = layer.init(jax.random.key(6), x, w)
+  v = jax.tree_util.tree_map(lambda a: a, v)
+  v["params"]["noise_strength"] = jnp.asarray(0.5)
+  none = layer.apply(v, x, w, noise_mode="none")
+  k = jax.random.key(7)
+  rnd = layer.apply(v, x, w, rngs={"noise": k}) - none                 # [B, H, W, C]
+  # one N(0, 1) map per sample, shared by the channels, times the strength
+  np.testing.assert_allclose(rnd, rnd[..., :1] * np.ones(3), atol=1e-5)
+  assert np.abs(rnd[0] - rnd[1]).max() > 0.1
+  np.testing.assert_allclose(np.std(np.asarray(rnd[..., 0])), 0.5, rtol=0.3)
+  np.testing.assert_array_equal(layer.apply(v, x, w, rngs={"noise": k}) - none, rnd)
+  assert np.abs(layer.apply(v, x, w, rngs={"noise": jax.random.key(8)}) - none - rnd).max() > 0.1
+  const = layer.apply(v, x, w, noise_mode="const") - none
+  np.testing.assert_allclose(const, 0.5 * v["constants"]["noise_const"][None, :, :, None]
+                             * np.ones((2, 1, 1, 3)), atol=1e-5)
+  with pytest.raises(Exception, match="noise"):                       # 'random' needs the rng
+    layer.apply(v, x, w)
+
+
+def test_to_rgb():
+  layer = layers.ToRGB(3)
+  x, w = normal(20, 2, 4, 4, 6), normal(21, 2, 8)
+  v = layer.init(jax.random.key(9), x, w)
+  p = flat(v["params"])
+  p["bias"] = normal(22, 3)
+  styles = (w @ (p["affine/weight"] / np.sqrt(8)) + p["affine/bias"]) / np.sqrt(6)
+  ref = modconv_ref(x, p["weight"], styles, demodulate=False) + p["bias"]
+  params = unflat(p)
+  np.testing.assert_allclose(layer.apply({"params": params}, x, w), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_stylegan2_layers_in_bfloat16():
+  x, w = normal(23, 2, 4, 4, 6), normal(24, 2, 8)
+  for make in (lambda dt: layers.SynthesisLayer(5, up=True, dtype=dt),
+               lambda dt: layers.ToRGB(3, dtype=dt)):
+    v = make(jnp.float32).init(jax.random.key(10), x, w)
+    kw = {"noise_mode": "none"} if isinstance(make(jnp.float32), layers.SynthesisLayer) else {}
+    f32 = make(jnp.float32).apply(v, x, w, **kw)
+    bf16 = make(jnp.bfloat16).apply(v, x, w, **kw)
+    assert bf16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(bf16, np.float32), f32, rtol=0.05, atol=0.05)
+  v = layers.EqualConv(4, down=True).init(jax.random.key(11), x)
+  out = layers.EqualConv(4, down=True, dtype=jnp.bfloat16).apply(v, x)
+  assert out.dtype == jnp.bfloat16 and out.shape == (2, 2, 2, 4)
+
+
 # ------------------------------------------------------------------------- minibatch std
 
 def mbstd_stylegan2_ref(x, group):

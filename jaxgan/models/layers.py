@@ -1,6 +1,12 @@
-"""Layers shared by the models: stride-2 4x4 convolutions written so that XLA:CPU runs them,
-and their gradients, fast; the discriminators' minibatch standard deviation; the sub-pixel
-shuffle.
+"""Layers shared by the models.
+
+DCGAN's fast stride-2 convolutions (below), and the building blocks of the SNGAN ResNet,
+StyleGAN2 (--cfg=cifar) and R3GAN models: equalised-learning-rate dense/conv layers with
+StyleGAN2's bias_act, the modulated conv with demodulation and its synthesis / ToRGB layers,
+minibatch std, spectrally normalised embeddings, conditional BatchNorm, the projection head,
+and R3GAN's MSR-initialised grouped convs and residual block. The FIR [1,3,3,1] resampling
+(upfirdn2d, upsample2d, downsample2d, conv2d_resample) lives in models/fir.py and is
+re-exported here. Every layer is NHWC; parameters are float32, `dtype` is the compute dtype.
 
 XLA:CPU lowers a convolution with input dilation (a transposed conv, and the input gradient
 of every strided conv) to a slow generic loop, several times slower than a plain conv. Both
@@ -19,11 +25,17 @@ parameters, through stride-1 convolutions only:
     dilated convs too.
   - `minibatch_std`: ProGAN's batch-diversity feature for a discriminator.
   - `depth_to_space`: the sub-pixel shuffle of the generators' 3x3-conv upsampling.
+The resampling convs of models/fir.py follow the same rule (polyphase stride-1 convs).
 """
+from typing import Any, Sequence
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from jaxgan.models import fir
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -143,3 +155,198 @@ def minibatch_std(x, group: int, layout: str = "consecutive"):
     s = jnp.tile(std.reshape(n, -1).mean(axis=1), group)              # [B]: s[g*n + j] = s_j
   s = s.astype(x.dtype).reshape(b, *[1] * (x.ndim - 1))               # [B, 1, ..., 1]
   return jnp.concatenate([x, jnp.broadcast_to(s, (*x.shape[:-1], 1))], axis=-1)  # [B, ..., C+1]
+
+
+# ---------------------------------------------------------------- FIR resampling (fir.py)
+
+setup_filter = fir.setup_filter
+upfirdn2d = fir.upfirdn2d
+filter2d = fir.filter2d
+upsample2d = fir.upsample2d
+downsample2d = fir.downsample2d
+conv2d_resample = fir.conv2d_resample
+FIR_1331 = fir.FIR_1331
+
+
+# -------------------------------------------------- StyleGAN2: equalised lr and bias_act
+
+ACT_GAINS = {"linear": 1.0, "lrelu": float(np.sqrt(2.0)), "relu": float(np.sqrt(2.0))}
+
+
+def bias_act(x, b=None, act: str = "linear", alpha: float = 0.2, gain=None, clamp=None):
+  """StyleGAN2's bias_act (torch_utils/ops/bias_act.py) on x [B, ..., C]:
+  y = act(x + b) * gain, then clipped to [-clamp, clamp]; gain defaults to the activation's
+  def_gain (linear 1, lrelu(alpha=0.2) and relu sqrt(2), which keep unit second moment)."""
+  if act not in ACT_GAINS:
+    raise ValueError(f"unknown activation {act!r}; valid: {', '.join(ACT_GAINS)}")
+  if b is not None:
+    x = x + b.astype(x.dtype)
+  if act == "lrelu":
+    x = nn.leaky_relu(x, alpha)
+  elif act == "relu":
+    x = nn.relu(x)
+  gain = ACT_GAINS[act] if gain is None else gain
+  if gain != 1:
+    x = x * gain
+  if clamp is not None:
+    x = jnp.clip(x, -clamp, clamp)
+  return x
+
+
+class EqualDense(nn.Module):
+  """StyleGAN2's FullyConnectedLayer (training/networks.py), equalised learning rate:
+  the stored weight [Cin, F] ~ N(0, 1) / lr_mul is used as weight * lr_mul / sqrt(Cin), the
+  stored bias (init bias_init, as StyleGAN2) as bias * lr_mul;
+  y = bias_act(x @ W_eff, b_eff, activation) (lrelu: leaky_relu(0.2) * sqrt(2)). With Adam, lr_mul scales the effective lr of
+  the layer (the mapping network uses 0.01)."""
+  features: int
+  lr_mul: float = 1.0
+  bias_init: float = 0.0
+  activation: str | None = None           # None / 'linear', 'lrelu', 'relu'
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):                                             # [B, Cin]
+    c_in = x.shape[-1]
+    weight = self.param("weight", lambda k, s: jax.random.normal(k, s) / self.lr_mul,
+                        (c_in, self.features))                        # [Cin, F]
+    w = weight * (self.lr_mul / np.sqrt(c_in))
+    b = None
+    if self.use_bias:
+      b = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+      b = b * self.lr_mul
+    x, w = nn.dtypes.promote_dtype(x, w, dtype=self.dtype)
+    return bias_act(x @ w, b, self.activation or "linear")           # [B, F]
+
+
+class EqualConv(nn.Module):
+  """StyleGAN2's Conv2dLayer: weight [k, k, Cin, F] ~ N(0, 1) used as weight / sqrt(Cin k^2),
+  padding k // 2, the conv (optionally up=2: transposed conv + FIR; down=2: FIR + stride 2,
+  models/fir.py conv2d_resample with the [1,3,3,1] filter), then bias_act with the
+  activation's gain times `gain` and clamp conv_clamp * gain. As StyleGAN2, an up layer uses
+  flip_weight=False (a true convolution), every other a correlation, so a torch weight
+  [F, Cin, k, k] ports by transpose(2, 3, 1, 0) alone."""
+  features: int
+  kernel: int = 3
+  up: bool = False
+  down: bool = False
+  activation: str | None = None
+  use_bias: bool = True
+  conv_clamp: float | None = None
+  resample_filter: Sequence[float] = fir.FIR_1331
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, gain: float = 1.0):                          # [B, H, W, Cin]
+    c_in, k = x.shape[-1], self.kernel
+    weight = self.param("weight", nn.initializers.normal(1.0), (k, k, c_in, self.features))
+    w = weight * (1 / np.sqrt(c_in * k * k))
+    x, w = nn.dtypes.promote_dtype(x, w, dtype=self.dtype)
+    x = fir.conv2d_resample(x, w, fir.setup_filter(self.resample_filter),
+                            up=2 if self.up else 1, down=2 if self.down else 1,
+                            padding=k // 2, flip_weight=not self.up)  # [B, H', W', F]
+    b = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
+    act = self.activation or "linear"
+    clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+    return bias_act(x, b, act, gain=ACT_GAINS[act] * gain, clamp=clamp)
+
+
+# ------------------------------------------------------- StyleGAN2: modulated convolution
+
+def modulated_conv(x, weight, styles, demodulate: bool = True, up: bool = False, padding=None,
+                   resample_filter=None, flip_weight: bool = True):
+  """StyleGAN2's modulated_conv2d (training/networks.py) on x [B, H, W, Cin] with the shared
+  weight [k, k, Cin, Cout] and styles [B, Cin] -> [B, H', W', Cout] (H' = 2H when up):
+
+    w'_{b,k,i,o} = W_{k,i,o} s_{b,i},   d_{b,o} = 1 / sqrt(sum_{k,i} w'^2_{b,k,i,o} + 1e-8),
+    w''_{b,k,i,o} = w'_{b,k,i,o} d_{b,o}   (demodulate; else w'' = w'),
+    y_b = conv(x_b, w''_b)   (up: conv2d_resample with the [1,3,3,1] FIR).
+
+  Computed in the fused form x * s -> conv(W) -> * d (StyleGAN2's fused_modconv=False path):
+  the same numbers, one shared conv for the batch and no per-sample weights; d = rsqrt(s^2 @
+  sum_k W^2 + 1e-8) in float32. padding defaults to k // 2. (StyleGAN2's fp16
+  pre-normalisation of W and s by their inf-norms is not done.)"""
+  k = weight.shape[0]
+  padding = k // 2 if padding is None else padding
+  f = fir.setup_filter() if resample_filter is None else resample_filter
+  s = styles.astype(x.dtype)[:, None, None, :]                       # [B, 1, 1, Cin]
+  y = fir.conv2d_resample(x * s, weight.astype(x.dtype), f, up=2 if up else 1,
+                          padding=padding, flip_weight=flip_weight)  # [B, H', W', Cout]
+  if demodulate:
+    w2 = jnp.sum(jnp.square(weight.astype(jnp.float32)), axis=(0, 1))  # [Cin, Cout]
+    d = jax.lax.rsqrt(jnp.square(styles.astype(jnp.float32)) @ w2 + 1e-8)  # [B, Cout]
+    y = y * d.astype(y.dtype)[:, None, None, :]
+  return y
+
+
+NOISE_MODES = ("random", "const", "none")
+
+
+class SynthesisLayer(nn.Module):
+  """StyleGAN2's SynthesisLayer: styles = EqualDense(Cin, bias_init=1)(w); the modulated,
+  demodulated k x k conv of x (weight ~ N(0, 1), no 1/sqrt(fan_in): demodulation normalises;
+  up=True: the first conv of a block, 2x); + noise * noise_strength; then
+  bias_act(lrelu, sqrt(2) * gain, clamp conv_clamp * gain).
+
+  Noise N(0, 1) [B, H, W, 1] (one map per sample, shared by the channels), scaled by the
+  learned scalar 'noise_strength' (init 0: at init the noise adds exactly 0):
+    - noise_mode 'random' draws it from the Flax rng stream 'noise', so the caller passes
+      `rngs={'noise': key}` to apply (e.g. key = fold_in(fold_in(state.key, step), ...));
+      init needs nothing (Flax falls back to the 'params' rng);
+    - 'const' uses the fixed map 'noise_const' [H, W] (collection 'constants', drawn at init,
+      StyleGAN2's buffer), 'none' adds nothing: both are deterministic and need no rng.
+  The const map takes its shape from the output; apply needs the 'constants' collection with
+  the params (as `{"params": ..., **g_state}` has it)."""
+  features: int
+  kernel: int = 3
+  up: bool = False
+  use_noise: bool = True
+  activation: str = "lrelu"
+  conv_clamp: float | None = None
+  resample_filter: Sequence[float] = fir.FIR_1331
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, w, noise_mode: str = "random", gain: float = 1.0):  # x [B, H, W, Cin]
+    if noise_mode not in NOISE_MODES:
+      raise ValueError(f"unknown noise_mode {noise_mode!r}; valid: {', '.join(NOISE_MODES)}")
+    c_in, k = x.shape[-1], self.kernel
+    styles = EqualDense(c_in, bias_init=1.0, name="affine")(w)       # [B, Cin]
+    weight = self.param("weight", nn.initializers.normal(1.0), (k, k, c_in, self.features))
+    x = x.astype(self.dtype)
+    x = modulated_conv(x, weight, styles, demodulate=True, up=self.up, padding=k // 2,
+                       resample_filter=fir.setup_filter(self.resample_filter),
+                       flip_weight=not self.up)                      # [B, H', W', F]
+    b, h, wd, _ = x.shape
+    if self.use_noise:
+      strength = self.param("noise_strength", nn.initializers.zeros, ())
+      const = self.variable("constants", "noise_const",
+                            lambda: jax.random.normal(self.make_rng("params"), (h, wd)))
+      if noise_mode == "random":
+        noise = jax.random.normal(self.make_rng("noise"), (b, h, wd, 1))  # [B, H, W, 1]
+        x = x + (noise * strength).astype(x.dtype)
+      elif noise_mode == "const":
+        x = x + (const.value[None, :, :, None] * strength).astype(x.dtype)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+    return bias_act(x, bias, self.activation, gain=ACT_GAINS[self.activation] * gain,
+                    clamp=clamp)
+
+
+class ToRGB(nn.Module):
+  """StyleGAN2's ToRGBLayer: styles = EqualDense(Cin, bias_init=1)(w) / sqrt(Cin k^2); the
+  modulated k x k (default 1 x 1) conv without demodulation; + bias (linear, clamp)."""
+  features: int = 3
+  kernel: int = 1
+  conv_clamp: float | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, w):                                          # x [B, H, W, Cin]
+    c_in, k = x.shape[-1], self.kernel
+    styles = EqualDense(c_in, bias_init=1.0, name="affine")(w) * (1 / np.sqrt(c_in * k * k))
+    weight = self.param("weight", nn.initializers.normal(1.0), (k, k, c_in, self.features))
+    x = modulated_conv(x.astype(self.dtype), weight, styles, demodulate=False)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return bias_act(x, bias, "linear", clamp=self.conv_clamp)        # [B, H, W, F]
