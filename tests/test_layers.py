@@ -378,3 +378,129 @@ def test_minibatch_std_layouts():
   np.testing.assert_allclose(layers.minibatch_std(x.reshape(8, -1), 2, layout="strided"),
                              mbstd_stylegan2_ref(x.reshape(8, 1, 1, -1), 2).reshape(8, -1),
                              rtol=1e-5)
+
+
+# ------------------------------------------------------------------------- spectral norm
+
+class SNWrap(nn.Module):
+  layer: nn.Module
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    return layers.spectral_norm(self.layer, x, train)
+
+
+def power_step(w, u):
+  """One power-iteration step of Flax's SpectralNorm on w [-1, F] from u [1, F] -> sigma."""
+  l2n = lambda a: a / np.sqrt(np.sum(a ** 2) + 1e-12)
+  v = l2n(u @ w.T)
+  u = l2n(v @ w)
+  return float((v @ w @ u.T)[0, 0])
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_spectral_norm_converges_to_the_top_singular_value(kind):
+  if kind == "dense":
+    layer, x = nn.Dense(8, use_bias=False), normal(26, 4, 12)
+  else:
+    layer, x = nn.Conv(8, (3, 3), padding="SAME", use_bias=False), normal(26, 2, 5, 5, 4)
+  model = SNWrap(layer)
+  v = v0 = model.init(jax.random.key(12), x, train=False)
+  kernel = np.asarray(v["params"]["layer"]["kernel"], np.float64)
+  mat = kernel.reshape(-1, kernel.shape[-1])                         # [k*k*Cin, F]
+  top = np.linalg.svd(mat, compute_uv=False)[0]
+  step = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+  for _ in range(50):                                                # one step per train call
+    out, stats = step(v, x)
+    v = {"params": v["params"], **stats}
+  sigma = float(flat(v["batch_stats"])["SpectralNorm_0/layer/kernel/sigma"])
+  np.testing.assert_allclose(sigma, top, rtol=1e-3)
+  if kind == "dense":
+    np.testing.assert_allclose(out, x @ (mat / top), rtol=2e-3, atol=1e-5)
+  # eval: the stored u is used (one step from it, as Chainer) and nothing is written back;
+  # checked both at init (u random: far from the top singular vector) and converged
+  for v in (v0, v):
+    u = flat(v["batch_stats"])["SpectralNorm_0/layer/kernel/u"]
+    out_eval, new = model.apply(v, x, train=False, mutable=["batch_stats"])
+    for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(v["batch_stats"])):
+      np.testing.assert_array_equal(a, b)
+    ref = layer.apply({"params": {"kernel": kernel / power_step(mat, u)}}, x)
+    np.testing.assert_allclose(out_eval, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.apply(v, x, train=False), out_eval)
+
+
+def test_sn_embed():
+  model = layers.SNEmbed(10, 16)
+  y = jnp.array([0, 3, 3, 9])
+  v = model.init(jax.random.key(13), y, train=False)
+  table = np.asarray(v["params"]["Embed_0"]["embedding"], np.float64)
+  assert table.shape == (10, 16) and "batch_stats" in v
+  step = jax.jit(lambda v, y: model.apply(v, y, train=True, mutable=["batch_stats"]))
+  for _ in range(50):
+    out, stats = step(v, y)
+    v = {"params": v["params"], **stats}
+  top = np.linalg.svd(table, compute_uv=False)[0]
+  np.testing.assert_allclose(out, table[np.asarray(y)] / top, rtol=1e-3, atol=1e-6)
+  plain = layers.SNEmbed(10, 16, spectral_norm=False)
+  np.testing.assert_allclose(plain.apply({"params": v["params"]}, y), table[np.asarray(y)],
+                             rtol=1e-6)
+
+
+# ------------------------------------------------------------ conditional BN, projection
+
+def test_conditional_batch_norm():
+  bn = layers.ConditionalBatchNorm(num_classes=3)
+  x = normal(27, 6, 4, 4, 5) * 2 + 1
+  y = np.array([0, 1, 2, 2, 1, 0])
+  v = bn.init(jax.random.key(14), x, y, train=False)
+  np.testing.assert_array_equal(v["params"]["gamma"], 1.0)          # SNP's init
+  np.testing.assert_array_equal(v["params"]["beta"], 0.0)
+  gamma, beta = normal(28, 3, 5), normal(29, 3, 5)
+  v = {"params": {"gamma": gamma, "beta": beta}, "batch_stats": v["batch_stats"]}
+  out, stats = bn.apply(v, x, y, train=True, mutable=["batch_stats"])
+  mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+  x_hat = (x - mean) / np.sqrt(var + 2e-5)
+  ref = gamma[y][:, None, None] * x_hat + beta[y][:, None, None]
+  np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+  ra = flat(stats["batch_stats"])
+  np.testing.assert_allclose(ra["BatchNorm_0/mean"], 0.1 * mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ra["BatchNorm_0/var"], 0.9 + 0.1 * var, rtol=1e-5)
+  # eval: the running statistics, not the batch's
+  v = {"params": v["params"], **stats}
+  out = bn.apply(v, x, y, train=False)
+  x_hat = (x - ra["BatchNorm_0/mean"]) / np.sqrt(ra["BatchNorm_0/var"] + 2e-5)
+  np.testing.assert_allclose(out, gamma[y][:, None, None] * x_hat + beta[y][:, None, None],
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_projection_logits():
+  h, y = normal(30, 4, 6), np.array([1, 0, 2, 1])
+  embed, w = normal(31, 3, 6), normal(32, 6, 1)
+  ref = (h @ w)[:, 0] + np.sum(embed[y] * h, axis=1)
+  np.testing.assert_allclose(layers.projection_logits(h, y, embed, w), ref, rtol=1e-5)
+  np.testing.assert_allclose(layers.projection_logits(h, y, embed, w, 0.5), ref + 0.5, rtol=1e-5)
+
+
+def test_projection_head():
+  h, y = normal(33, 4, 6), jnp.array([1, 0, 2, 1])
+  head = layers.ProjectionHead(3, spectral_norm=False, use_bias=True)
+  v = head.init(jax.random.key(15), h, y)
+  p = flat(v["params"])
+  ref = h @ p["psi/kernel"][:, 0] + p["psi/bias"][0] + np.sum(p["embed/Embed_0/embedding"][y] * h, 1)
+  np.testing.assert_allclose(head.apply(v, h, y), ref, rtol=1e-5)
+  # spectrally normalised (SNP: no bias): after the power iteration converges
+  head = layers.ProjectionHead(3, spectral_norm=True)
+  v = head.init(jax.random.key(16), h, y, train=False)
+  assert "psi" in v["params"] and "bias" not in v["params"]["psi"]
+  step = jax.jit(lambda v: head.apply(v, h, y, train=True, mutable=["batch_stats"]))
+  for _ in range(50):
+    out, stats = step(v)
+    v = {"params": v["params"], **stats}
+  p = flat(v["params"])
+  w, e = p["psi/kernel"], p["embed/Embed_0/embedding"]
+  ref = layers.projection_logits(h, y, e / np.linalg.svd(e, compute_uv=False)[0],
+                                 w / np.linalg.norm(w))
+  np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-5)
+  uncond = layers.ProjectionHead(0, spectral_norm=False)
+  v = uncond.init(jax.random.key(17), h)
+  np.testing.assert_allclose(uncond.apply(v, h), h @ v["params"]["psi"]["kernel"][:, 0], rtol=1e-5)

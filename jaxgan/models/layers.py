@@ -350,3 +350,90 @@ class ToRGB(nn.Module):
     x = modulated_conv(x.astype(self.dtype), weight, styles, demodulate=False)
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     return bias_act(x, bias, "linear", clamp=self.conv_clamp)        # [B, H, W, F]
+
+
+# ------------------------------------------- SNGAN: spectral norm, conditional BN, projection
+
+def spectral_norm(layer: nn.Module, x, train: bool, enabled: bool = True):
+  """layer(x), spectrally normalised when `enabled` (Flax nn.SpectralNorm, as DCGAN's D):
+  the kernel, viewed as [-1, F] (the same singular values as Chainer's W.reshape(out, -1)),
+  is divided by sigma = v W u^T from one power-iteration step from the stored u (collection
+  'batch_stats': '<layer>/kernel/u' [1, F] ~ N(0, 1) and '.../sigma'). train=True writes the
+  new u and sigma back (one step per call, as SNGAN's Ip=1); train=False runs the same step
+  from the stored u without writing it (as Chainer's SN layers in test mode; torch's
+  spectral_norm instead reuses its stored u and v as they are), so eval is deterministic."""
+  if not enabled:
+    return layer(x)
+  return nn.SpectralNorm(layer)(x, update_stats=train)
+
+
+class SNEmbed(nn.Module):
+  """A class embedding [num_classes, features] looked up by integer labels y [B] -> [B, F],
+  spectrally normalised by its top singular value when `spectral_norm` (SNGAN-projection's
+  SNEmbedID; nn.SpectralNorm over nn.Embed, u [1, F]: the matrix's top singular value as
+  with Chainer's u [1, num_classes]). Init Glorot uniform, as SNP."""
+  num_classes: int
+  features: int
+  spectral_norm: bool = True
+  embedding_init: Any = nn.initializers.glorot_uniform()
+
+  @nn.compact
+  def __call__(self, y, train: bool = True):                         # [B] int
+    embed = nn.Embed(self.num_classes, self.features, embedding_init=self.embedding_init,
+                     name="Embed_0")
+    return spectral_norm(embed, y, train, self.spectral_norm)        # [B, F]
+
+
+class ConditionalBatchNorm(nn.Module):
+  """Class-conditional BatchNorm (de Vries et al. 2017; SNGAN-projection's
+  CategoricalConditionalBatchNormalization): x_hat = BN(x) with no affine of its own
+  (statistics over B, H, W; running stats shared by all classes, in 'batch_stats'), then
+    out = gamma[y] * x_hat + beta[y],  gamma [num_classes, C] init 1, beta init 0 (SNP).
+  train=True normalises with the batch mean and (biased) variance and updates the running
+  averages (Flax: ra <- momentum * ra + (1 - momentum) * batch stat, decay 0.9 as Chainer;
+  note Flax's running variance is the biased one, Chainer's and torch's the unbiased one);
+  train=False uses the running averages. epsilon 2e-5 as SNP (Chainer's default)."""
+  num_classes: int
+  momentum: float = 0.9
+  epsilon: float = 2e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, y, train: bool = True):                      # x [B, ..., C], y [B]
+    c = x.shape[-1]
+    x_hat = nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                         epsilon=self.epsilon, use_scale=False, use_bias=False,
+                         dtype=self.dtype)(x)
+    gamma = self.param("gamma", nn.initializers.ones, (self.num_classes, c))
+    beta = self.param("beta", nn.initializers.zeros, (self.num_classes, c))
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)
+    g, b = gamma[y].reshape(shape), beta[y].reshape(shape)           # [B, 1, ..., C]
+    return (g.astype(x_hat.dtype) * x_hat + b.astype(x_hat.dtype))   # [B, ..., C]
+
+
+def projection_logits(h, y, embed, w, b=None):
+  """The projection discriminator's logit (Miyato & Koyama 2018):
+  psi(h) + <embed[y], h> = h @ w (+ b) + sum_c embed[y, c] h_c, for h [B, C] (SNGAN: the
+  ReLU'd, sum-pooled features), y [B] int, embed [K, C], w [C, 1] -> [B]."""
+  out = (h @ w)[:, 0] + jnp.sum(embed[y] * h, axis=-1)
+  return out if b is None else out + jnp.reshape(b, ())
+
+
+class ProjectionHead(nn.Module):
+  """psi(h) + <E(y), h> -> [B]: psi = Dense(1) (SNP: no bias; StudioGAN: with a bias:
+  `use_bias`), E = SNEmbed(num_classes, C); both spectrally normalised when
+  `spectral_norm`, Glorot-uniform init (SNP). num_classes = 0: the unconditional psi(h)."""
+  num_classes: int
+  spectral_norm: bool = True
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, h, y=None, train: bool = True):                 # h [B, C], y [B]
+    dense = nn.Dense(1, use_bias=self.use_bias, dtype=self.dtype,
+                     kernel_init=nn.initializers.glorot_uniform(), name="psi")
+    out = spectral_norm(dense, h, train, self.spectral_norm)[:, 0]   # [B]
+    if self.num_classes:
+      e = SNEmbed(self.num_classes, h.shape[-1], self.spectral_norm, name="embed")(y, train)
+      out = out + jnp.sum(e.astype(h.dtype) * h, axis=-1)
+    return out.astype(jnp.float32)
