@@ -504,3 +504,47 @@ def test_projection_head():
   uncond = layers.ProjectionHead(0, spectral_norm=False)
   v = uncond.init(jax.random.key(17), h)
   np.testing.assert_allclose(uncond.apply(v, h), h @ v["params"]["psi"]["kernel"][:, 0], rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- R3GAN
+
+def test_msr_grouped_conv():
+  conv = layers.MSRConv(8, kernel=3, groups=4, gain=2.0)
+  x = normal(34, 2, 6, 6, 12)
+  v = conv.init(jax.random.key(18), x)
+  k = np.asarray(v["params"]["kernel"])
+  assert k.shape == (3, 3, 3, 8)                                     # [k, k, Cin/G, F]
+  ref = conv_ref(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), k, groups=4)
+  np.testing.assert_allclose(jax.jit(conv.apply)(v, x), ref, rtol=1e-5, atol=1e-5)
+  # group g only sees its own input channels
+  x2 = x.copy()
+  x2[..., :3] += 1.0
+  diff = np.abs(np.asarray(conv.apply(v, x2) - conv.apply(v, x)))
+  assert diff[..., 2:].max() == 0 and diff[..., :2].max() > 0
+  # MSR init: N(0, gain / sqrt(Cin/G * k^2))
+  big = layers.MSRConv(256, kernel=3, groups=4, gain=2.0).init(jax.random.key(19),
+                                                                np.zeros((1, 3, 3, 64)))
+  np.testing.assert_allclose(np.std(big["params"]["kernel"]), 2.0 / np.sqrt(16 * 9), rtol=0.02)
+
+
+def test_r3_residual_block():
+  block = layers.R3ResidualBlock(cardinality=4, expansion=2, kernel=3, variance_scaling=8)
+  x = normal(35, 2, 6, 6, 32)
+  v = block.init(jax.random.key(20), x)
+  p = flat(v["params"])
+  np.testing.assert_array_equal(block.apply(v, x), x)                # the identity at init
+  np.testing.assert_array_equal(p["LinearLayer3/kernel"], 0.0)
+  gain = np.sqrt(2 / (1 + 0.2 ** 2)) * 8 ** (-1 / 4)
+  assert p["LinearLayer1/kernel"].shape == (1, 1, 32, 64)
+  assert p["LinearLayer2/kernel"].shape == (3, 3, 16, 64)           # 64 / 4 groups
+  np.testing.assert_allclose(p["LinearLayer1/kernel"].std(), gain / np.sqrt(32), rtol=0.05)
+  np.testing.assert_allclose(p["LinearLayer2/kernel"].std(), gain / np.sqrt(16 * 9), rtol=0.05)
+  # with a non-zero last conv and biases: the NumPy block
+  p["LinearLayer3/kernel"] = normal(36, 1, 1, 64, 32) * 0.1
+  p["NonLinearity1/bias"], p["NonLinearity2/bias"] = normal(37, 64), normal(38, 64)
+  params = unflat(p)
+  y = lrelu(conv_ref(x, p["LinearLayer1/kernel"]) + p["NonLinearity1/bias"])
+  y = lrelu(conv_ref(np.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0))), p["LinearLayer2/kernel"], 4)
+            + p["NonLinearity2/bias"])
+  ref = x + conv_ref(y, p["LinearLayer3/kernel"])
+  np.testing.assert_allclose(jax.jit(block.apply)({"params": params}, x), ref, rtol=1e-4, atol=1e-4)

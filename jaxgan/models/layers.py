@@ -437,3 +437,76 @@ class ProjectionHead(nn.Module):
       e = SNEmbed(self.num_classes, h.shape[-1], self.spectral_norm, name="embed")(y, train)
       out = out + jnp.sum(e.astype(h.dtype) * h, axis=-1)
     return out.astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------- R3GAN blocks
+
+R3_ACT_GAIN = float(np.sqrt(2 / (1 + 0.2 ** 2)))   # R3GAN BiasedActivation.Gain (init only)
+
+
+def msr_init(gain: float = 1.0):
+  """R3GAN's MSRInitializer for a kernel [..., Cin/groups, Cout] (HWIO / [Cin, Cout]):
+  N(0, gain / sqrt(fan_in)), fan_in = Cin/groups * k*k (the product of all but the last axis)."""
+  def init(key, shape, dtype=jnp.float32):
+    fan_in = int(np.prod(shape[:-1]))
+    return jax.random.normal(key, shape, dtype) * (gain / np.sqrt(fan_in))
+  return init
+
+
+class MSRConv(nn.Module):
+  """R3GAN's Convolution: a k x k stride-1 conv, padding (k-1)//2, `groups` channel groups
+  (feature_group_count: group g maps input channels [g Cin/G, (g+1) Cin/G) to output
+  channels [g F/G, (g+1) F/G)), no bias, MSR init with `gain` (0: zero init)."""
+  features: int
+  kernel: int = 1
+  groups: int = 1
+  gain: float = 1.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):                                             # [B, H, W, Cin]
+    c_in, k = x.shape[-1], self.kernel
+    if c_in % self.groups or self.features % self.groups:
+      raise ValueError(f"MSRConv: {self.groups} groups must divide Cin={c_in} and "
+                       f"F={self.features}")
+    w = self.param("kernel", msr_init(self.gain), (k, k, c_in // self.groups, self.features))
+    x, w = nn.dtypes.promote_dtype(x, w, dtype=self.dtype)
+    p = (k - 1) // 2
+    return lax.conv_general_dilated(x, w, (1, 1), ((p, k - 1 - p), (p, k - 1 - p)),
+                                    dimension_numbers=_DN, feature_group_count=self.groups)
+
+
+class BiasedLeakyReLU(nn.Module):
+  """R3GAN's BiasedActivation: leaky_relu(x + b, 0.2), b [C] init 0, gain 1 (its Gain constant
+  sqrt(2 / (1 + 0.2^2)) is used only to initialise the convs)."""
+
+  @nn.compact
+  def __call__(self, x):
+    b = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+    return nn.leaky_relu(x + b.astype(x.dtype), 0.2)
+
+
+class R3ResidualBlock(nn.Module):
+  """R3GAN's ResidualBlock (R3GAN/Networks.py) on x [B, H, W, C]:
+    y = conv1x1(C -> eC, gain a) -> BiasedLReLU -> conv kxk(eC -> eC, groups, gain a)
+        -> BiasedLReLU -> conv1x1(eC -> C, gain 0: zero init);  out = x + y,
+  a = R3_ACT_GAIN * L ** (-1 / (2 * 3 - 2)) = R3_ACT_GAIN * L ** (-1/4), L = the network's
+  total number of residual blocks (`variance_scaling`, sum(BlocksPerStage); 8 at CIFAR).
+  No normalisation. At init y = 0, so the block is the identity."""
+  cardinality: int
+  expansion: int = 2
+  kernel: int = 3
+  variance_scaling: float = 1.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    e = c * self.expansion
+    gain = R3_ACT_GAIN * self.variance_scaling ** (-1 / (2 * 3 - 2))
+    y = MSRConv(e, 1, gain=gain, dtype=self.dtype, name="LinearLayer1")(x)
+    y = BiasedLeakyReLU(name="NonLinearity1")(y)
+    y = MSRConv(e, self.kernel, self.cardinality, gain, self.dtype, name="LinearLayer2")(y)
+    y = BiasedLeakyReLU(name="NonLinearity2")(y)
+    y = MSRConv(c, 1, gain=0.0, dtype=self.dtype, name="LinearLayer3")(y)
+    return x + y.astype(x.dtype)
