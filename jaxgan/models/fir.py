@@ -299,9 +299,11 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding=0, groups:
   image (kernel_size // 2 for a 'same' conv). flip_weight=True: correlation (lax / torch
   conv2d); False: a true convolution (StyleGAN2's up layers use flip_weight = (up == 1))."""
   if up > 1 and down > 1:
-    raise NotImplementedError("conv2d_resample: up and down together")
+    raise ValueError(f"conv2d_resample resamples one way: up={up} and down={down} together are "
+                     f"not supported (StyleGAN2 never uses both)")
   if up not in (1, 2) or down not in (1, 2):
-    raise NotImplementedError("conv2d_resample: up/down factors other than 2")
+    raise ValueError(f"conv2d_resample supports up and down factors of 1 or 2, got up={up}, "
+                     f"down={down}")
   f = setup_filter() if f is None else f
   if not flip_weight:
     w = jnp.flip(w, (0, 1))
