@@ -2,7 +2,7 @@
 
   jaxgan train  [--config FILE] [--workdir DIR] [--force] [--config.KEY=VALUE ...]
                 [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
-  jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png) [--step K]
+  jaxgan sample --workdir DIR --num N --seed S --out FILE(.npy|.png) [--step K] [--class K]
   jaxgan sweep  --config FILE --seeds N [--param KEY --values v1,v2,...] [--workdir DIR]
                 [--steps-per-call K]
   jaxgan eval   --workdir DIR [--num N] [--seed S] [--inception FILE.npz] [--step K]
@@ -40,6 +40,9 @@ def _parser():
   s.add_argument("--seed", type=int, default=0)
   s.add_argument("--out", required=True, help="output file, .npy or .png")
   s.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  s.add_argument("--class", type=int, default=None, dest="label",
+                 help="a conditional run: samples of class K (default: class i mod C for "
+                      "sample i; .npy output also writes the labels to FILE.labels.npy)")
   w = sub.add_parser("sweep", help="train N GANs (seeds x values) in one vmapped program",
                      epilog="Writes DIR/<member>/ (a normal run each) and DIR/summary.json "
                             "(per-member metrics, mean and std). --summarize recomputes the "
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
       if Path(args.out).suffix not in (".npy", ".png"):
         raise config_lib.ConfigError(f"--out must end in .npy or .png, got {args.out}")
       from jaxgan.train import sample
-      x = sample(args.workdir, args.num, args.seed, args.out, args.step)
+      x = sample(args.workdir, args.num, args.seed, args.out, args.step, args.label)
       print(f"[jaxgan] wrote {x.shape[0]} samples of shape {x.shape[1:]} to {args.out}")
     elif args.command == "sweep":
       _sweep(args, overrides)

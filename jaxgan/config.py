@@ -54,13 +54,20 @@ def load_config_file(path: Optional[str]) -> ml_collections.ConfigDict:
   return with_data_defaults(config)
 
 
+# Top-level keys every config has, filled in where a config file leaves them out.
+TOP_DEFAULTS = {"conditional": False}
+
+
 def with_data_defaults(config) -> ml_collections.ConfigDict:
-  """Fills the `data` block's keys that a config file leaves out (data.DATA_DEFAULTS), so
-  every data key can be overridden from the command line."""
+  """Fills the keys that a config file leaves out: the `data` block's (data.DATA_DEFAULTS)
+  and TOP_DEFAULTS, so every such key can be overridden from the command line."""
   from jaxgan.data import DATA_DEFAULTS                              # numpy/jax only, no cycle
   data = dict(config.get("data", {}))
   with config.unlocked():
     config.data = ml_collections.ConfigDict({**DATA_DEFAULTS, **data})
+    for key, value in TOP_DEFAULTS.items():
+      if key not in config:
+        config[key] = value
   return config
 
 
@@ -153,7 +160,7 @@ ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
               "model.g_out_conv": 0, "eval_inception": "", "data.label_key": "label",
               "data.path": "", "data.channels": 0, "data.xflip": False, "data.labels": "auto",
               "data.skip_bad": False, "data.cache_dir": "", "data.device_max_mb": 1024,
-              "data.prefetch": 2}
+              "data.prefetch": 2, "conditional": False}
 
 
 def lr_decay(config) -> tuple[int, int]:
@@ -207,6 +214,9 @@ def validate(config) -> None:
   if pack < 1 or config.batch_size % pack:
     raise ConfigError(f"config.pack must be >= 1 and divide batch_size ({config.batch_size}), "
                       f"got {pack}")
+  if config.get("conditional", False) and pack > 1:
+    raise ConfigError(f"config.conditional = true cannot pack examples (config.pack = {pack}): "
+                      f"the examples of a pack have different labels; set pack=1")
   if config.model.get("g_out_conv", 0) < 0:
     raise ConfigError(f"config.model.g_out_conv must be >= 0 (0: a Dense output layer), got "
                       f"{config.model.g_out_conv}")

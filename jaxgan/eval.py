@@ -20,6 +20,13 @@ What is measured depends on the run's data:
                        the weights are pytorch-fid's), kid, kid_std, precision, recall,
                        density, coverage, inception_score (its 1,008 logits)
 
+A class-conditional run samples the classes in turn (sample i has class i mod C, so the
+classes are balanced) and adds, for image data with labels: intra_fid (the mean over classes
+of the FID between the real and the generated images of a class; intra_fid_<c> each) and, in
+the MNIST classifier's features when the data has its 10 classes (label k the digit k),
+cond_accuracy: the fraction of samples the classifier reads as the class they were generated
+for (cond_accuracy_<c> per class). See `metrics.scores.conditional_scores`.
+
 Samples come from the EMA generator when the run has one, for the fixed noise of `seed`.
 `Evaluator` does the per-run work once (classifier, real features, the jitted generator), so
 calling it on each new state during training (or on each member of a sweep, which share G's
@@ -40,7 +47,7 @@ from jaxgan import data as data_lib
 from jaxgan.config import ConfigError
 from jaxgan.metrics import modes, scores
 from jaxgan.state import GANSpec, GANState, generate
-from jaxgan.train import draw_samples, load_run
+from jaxgan.train import draw_samples, load_run, sample_labels
 from jaxgan.writers import write_atomic
 
 NUM_IMAGE_SAMPLES = 5000
@@ -56,14 +63,18 @@ def _one_blas_thread():
   return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
-def _real_images(source: data_lib.Source, num: int) -> np.ndarray:
-  """The run's real images: the whole in-memory set, else the first `num` images of the
-  source's batches (at most one epoch of a finite set)."""
+def _real_data(source: data_lib.Source, num: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  """The run's real images and their labels (None without labels): the whole in-memory set,
+  else the first `num` examples of the source's batches (at most one epoch of a finite set)."""
   if source.examples is not None:
-    return source.examples
+    return source.examples, source.labels
   num = min(num, source.num_examples or num)
   steps = math.ceil(num / source.batch_size)
-  return np.concatenate([np.asarray(source.batch(i)["image"]) for i in range(steps)])[:num]
+  batches = [source.batch(i) for i in range(steps)]
+  images = np.concatenate([np.asarray(b["image"]) for b in batches])[:num]
+  if not source.num_classes:
+    return images, None
+  return images, np.concatenate([np.asarray(b["label"]) for b in batches])[:num]
 
 
 class Evaluator:
@@ -87,6 +98,8 @@ class Evaluator:
     self.inception = str(inception) if inception else None
     self._gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
     self._latent_dim = spec.latent_dim
+    self.num_classes = spec.num_classes
+    self.real_labels = None
     if self.name in ("grid25", "ring8"):
       self.kind = "mixture"
     elif self.name == "stacked_mnist":
@@ -108,6 +121,7 @@ class Evaluator:
     self.num = int(num or default_num(self.name))
     if self.num < 2:
       raise ConfigError(f"--num must be >= 2, got {self.num}")
+    self.labels = sample_labels(self.num, self.num_classes)           # [num] or None
     if classify is not None and self.kind == "images":
       raise ValueError("classify replaces only Stacked MNIST's digit labels; the image metrics "
                        "need the shipped classifier's features (pass classify=None)")
@@ -121,7 +135,9 @@ class Evaluator:
                         else load_mnist_classifier())
       if source is None or source.process_count > 1:  # every process reads the whole batches
         source = data_lib.make_source(config.data, config.batch_size, config.seed)
-      self.real_features = self.extractor.features(_real_images(source, self.num))
+      real, real_labels = _real_data(source, self.num)
+      self.real_features = self.extractor.features(real)
+      self.real_labels = real_labels if self.num_classes else None
       with _one_blas_thread():
         self.real_radii = scores.knn_radii(self.real_features, K)
 
@@ -141,7 +157,8 @@ class Evaluator:
     return dict(metrics, step=step, noise_seed=self.seed)
 
   def samples(self, state: GANState) -> np.ndarray:
-    return draw_samples(self._gen, state, self._latent_dim, self.num, self.seed, self.value_range)
+    return draw_samples(self._gen, state, self._latent_dim, self.num, self.seed, self.value_range,
+                        self.labels)
 
   def __call__(self, state: GANState) -> dict:
     return self.score(self.samples(state))
@@ -160,6 +177,12 @@ class Evaluator:
                               kid_subset_size=min(1000, self.num), real_radii=self.real_radii)
     if not self.inception:  # the digit classes; ImageNet's 1,008 say little about coverage
       out.update(scores.class_coverage(np.argmax(logits, 1), logits.shape[1]))
+    if self.real_labels is not None:
+      digits = not self.inception and self.num_classes == logits.shape[1]
+      with _one_blas_thread():
+        out.update(scores.conditional_scores(
+            self.real_features, self.real_labels, feats, self.labels, self.num_classes,
+            np.argmax(logits, 1) if digits else None))
     return dict(out, num_samples=self.num, num_real=int(self.real_features.shape[0]),
                 features="fid_inception" if self.inception else "mnist_classifier")
 

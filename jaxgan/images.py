@@ -6,13 +6,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def image_grid(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
-  """[N, H, W, C] -> uint8 [rows*(H+1)+1, cols*(W+1)+1, C] with a 1-pixel border."""
+def image_grid(x: np.ndarray, value_range=(-1.0, 1.0), cols: int = 0) -> np.ndarray:
+  """[N, H, W, C] -> uint8 [rows*(H+1)+1, cols*(W+1)+1, C] with a 1-pixel border, row by row;
+  cols 0: a square grid."""
   n, h, w, c = x.shape
   lo, hi = value_range
   x = np.clip((np.asarray(x, np.float32) - lo) / (hi - lo), 0.0, 1.0)
   x = (x * 255 + 0.5).astype(np.uint8)
-  cols = math.ceil(math.sqrt(n))
+  cols = cols or math.ceil(math.sqrt(n))
   rows = math.ceil(n / cols)
   grid = np.zeros((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.uint8)
   for i in range(n):
@@ -40,11 +41,13 @@ def scatter_plot(points: np.ndarray, size: int = 400, reference=None) -> np.ndar
   return np.asarray(img)
 
 
-def save_samples_png(x: np.ndarray, path, value_range=(-1.0, 1.0), reference=None) -> None:
-  """Writes samples as a PNG: a grid for images [N, H, W, C], a scatter plot for [N, 2]."""
+def save_samples_png(x: np.ndarray, path, value_range=(-1.0, 1.0), reference=None,
+                     cols: int = 0) -> None:
+  """Writes samples as a PNG: a grid for images [N, H, W, C] (`cols` columns; 0: square), a
+  scatter plot for [N, 2]."""
   x = np.asarray(x)
   if x.ndim == 4:
-    pixels = image_grid(x, value_range)
+    pixels = image_grid(x, value_range, cols)
     pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
     if max(pixels.shape[:2]) < 256:  # small digits: enlarge for viewing
       k = 256 // max(pixels.shape[:2]) + 1

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan import losses, penalties
-from jaxgan.config import lr_decay
+from jaxgan.config import ConfigError, lr_decay
 from jaxgan.models import build_models
 
 PyTree = Any
@@ -34,12 +34,16 @@ class GANSpec:
   pack: int = 1                  # PacGAN: D judges packs of `pack` examples (train_step.pack)
   ema_decay: float = 0.0         # 0 disables the EMA generator (ema_params then track g_params)
   skip_nonfinite: bool = False   # skip (and count) an update that makes anything non-finite
+  num_classes: int = 0           # > 0: class-conditional G(z, y), D(x, y) (train_step docstring)
 
   def __post_init__(self):
     losses.get_loss(self.loss)
     penalties.get_penalty(self.penalty)
     if self.penalty_every < 1 or self.d_steps < 1 or self.pack < 1:
       raise ValueError("penalty_every, d_steps and pack must be >= 1")
+    if self.num_classes and self.pack > 1:
+      raise ValueError("a class-conditional GAN (num_classes > 0) cannot pack examples "
+                       "(pack > 1): a pack's examples have different labels")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -71,8 +75,9 @@ def create_state(spec: GANSpec, key: jax.Array, data_shape: Sequence[int]) -> GA
   z = jnp.zeros((2, spec.latent_dim), jnp.float32)                   # [2, latent]
   # D sees packs of spec.pack examples, stacked on the last axis: [2, ..., pack * C]
   x = jnp.zeros((2, *data_shape[:-1], spec.pack * data_shape[-1]), jnp.float32)
-  g_params, g_state = _split_vars(spec.generator.init(k_g, z, train=False))
-  d_params, d_state = _split_vars(spec.discriminator.init(k_d, x, train=False))
+  y = jnp.zeros((2,), jnp.int32) if spec.num_classes else None       # [2] labels
+  g_params, g_state = _split_vars(spec.generator.init(k_g, z, y, train=False))
+  d_params, d_state = _split_vars(spec.discriminator.init(k_d, x, y, train=False))
   return GANState(
       step=jnp.zeros((), jnp.int32),
       g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,
@@ -97,9 +102,18 @@ def make_optimizer(cfg, decay: Sequence[int] = (0, 0)) -> optax.GradientTransfor
   return optax.adam(learning_rate(cfg.lr, decay), b1=cfg.b1, b2=cfg.b2)
 
 
-def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
+def spec_from_config(config, data_shape: Sequence[int], num_classes: int = 0) -> GANSpec:
+  """The spec of `config` for data of `data_shape` with `num_classes` classes (0: no labels).
+  `config.conditional` makes a class-conditional GAN, which needs labelled data."""
+  conditional = bool(config.get("conditional", False))
+  if conditional and not num_classes:
+    raise ConfigError("config.conditional = true needs labelled data, and this data has no "
+                      f"labels (data.name = {config.data.name!r}); label a folder by class "
+                      "subfolders or dataset.json, use a labelled TFDS set (data.label_key), or "
+                      "set --config.conditional=false")
+  num_classes = int(num_classes) if conditional else 0
   generator, discriminator = build_models(config.model, data_shape,
-                                          config.get("precision", "fp32"))
+                                          config.get("precision", "fp32"), num_classes)
   return GANSpec(
       generator=generator, discriminator=discriminator,
       g_tx=make_optimizer(config.optim.g, lr_decay(config)),
@@ -107,10 +121,15 @@ def spec_from_config(config, data_shape: Sequence[int]) -> GANSpec:
       latent_dim=config.model.latent_dim, loss=config.loss,
       penalty=config.penalty.name, penalty_weight=config.penalty.weight,
       penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay,
-      skip_nonfinite=config.skip_nonfinite, pack=config.get("pack", 1))
+      skip_nonfinite=config.skip_nonfinite, pack=config.get("pack", 1), num_classes=num_classes)
 
 
-def generate(spec: GANSpec, state: GANState, z: jax.Array, use_ema: bool = True) -> jax.Array:
-  """Samples G(z) in inference mode (running batch statistics). z: [N, latent]."""
+def generate(spec: GANSpec, state: GANState, z: jax.Array, y=None,
+             use_ema: bool = True) -> jax.Array:
+  """Samples G(z) (conditional: G(z, y)) in inference mode (running batch statistics).
+  z: [N, latent]; y: int labels [N], required when spec.num_classes > 0, else ignored."""
   params = state.ema_params if use_ema else state.g_params
-  return spec.generator.apply({"params": params, **state.g_state}, z, train=False)
+  if spec.num_classes and y is None:
+    raise ValueError(f"this GAN is class-conditional ({spec.num_classes} classes): pass labels y")
+  y = y if spec.num_classes else None
+  return spec.generator.apply({"params": params, **state.g_state}, z, y, train=False)

@@ -58,7 +58,8 @@ from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
 from jaxgan.host import Preemption, log
-from jaxgan.train import config_from_workdir, load_run, sample_noise, write_run_files
+from jaxgan.train import (config_from_workdir, grid_layout, load_run, sample_noise,
+                          write_run_files)
 from jaxgan.train_step import all_finite, train_step
 from jaxgan.writers import MetricWriter, last_metrics
 
@@ -194,7 +195,7 @@ def _train_members(config, workdir: Path, runs, param, values, seeds, steps_per_
     raise data_lib.DataError(f"a sweep needs an on-device data source "
                              f"({', '.join(data_lib.EMBEDDED)}, or a folder set whose cache fits "
                              f"data.device_max_mb); {source.name!r} is read on the host")
-  spec = spec_from_config(config, source.shape)
+  spec = spec_from_config(config, source.shape, source.num_classes)
   n = len(runs)
   member_seeds = jnp.array([c.seed for _, c in runs])
   hp = {param: jnp.array([float(_get(c, param)) for _, c in runs], jnp.float32)} if param else {}
@@ -228,10 +229,14 @@ def _train_members(config, workdir: Path, runs, param, values, seeds, steps_per_
       _lockstep(functools.partial(_chunk, spec, config, source.keyed_batch, every)),
       donate_argnums=0)
   use_ema = config.ema_decay > 0
-  sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema)))
+  sample_fn = jax.jit(jax.vmap(functools.partial(generate, spec, use_ema=use_ema),
+                               in_axes=(0, 0, None)))
   finite_fn = jax.jit(jax.vmap(all_finite))
-  fixed_z = jnp.stack([sample_noise(c.seed + 1, config.num_sample_images, spec.latent_dim)
+  cols, grid_y = grid_layout(config.num_sample_images, spec.num_classes)  # conditional: a row
+  num_grid = config.num_sample_images if grid_y is None else len(grid_y)  # per class
+  fixed_z = jnp.stack([sample_noise(c.seed + 1, num_grid, spec.latent_dim)
                        for _, c in runs])                          # [N, num, latent]
+  fixed_y = None if grid_y is None else jnp.asarray(grid_y)
   writers = [MetricWriter(d, start_step=start) for d in dirs]     # cut back to `start`
   reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
   diverged = {}                                                    # member index -> step
@@ -265,10 +270,10 @@ def _train_members(config, workdir: Path, runs, param, values, seeds, steps_per_
                 f"(last checkpoint kept)")
           writers[i].write(done, row)
       if done % config.sample_every == 0 or done == config.steps:
-        x = np.asarray(sample_fn(state, fixed_z))
+        x = np.asarray(sample_fn(state, fixed_z, fixed_y))
         for i, d in enumerate(dirs):
           save_samples_png(x[i], d / "samples" / f"step_{done:06d}.png",
-                           source.value_range or (-1.0, 1.0), reference)
+                           source.value_range or (-1.0, 1.0), reference, cols=cols)
       if done % config.checkpoint_every == 0 or done == config.steps:
         save(done, state)
       if bar is not None:
@@ -306,17 +311,23 @@ def _final_row(member_dir) -> dict:
 
 
 def _mode_evaluator(workdir: Path, info: dict, classify: Optional[Callable]):
-  """ONE `Evaluator` for every member, or None when the data has no mode metrics.
+  """ONE `Evaluator` for every member, or None when the data has no metrics without extra
+  weights: mode metrics (grid25, ring8, stacked_mnist) and the MNIST classifier's image
+  metrics (1-channel images: FID, ..., and a conditional run's cond_accuracy and intra_fid)
+  are computed; RGB images (which need FID Inception weights) are not.
 
   The members differ only in traced hyper-parameters, never in G, so the first member's
   config.json and data.json (written before training, checkpoint or not) describe all of them:
   one jitted generator serves all."""
   first = workdir / info["members"][0]
   meta = json.loads((first / "data.json").read_text())
-  if meta["name"] not in eval_lib.NUM_SAMPLES:                       # grid25, ring8, stacked_mnist
+  mnist_like = len(meta["shape"]) == 3 and meta["shape"][-1] == 1
+  if meta["name"] not in eval_lib.NUM_SAMPLES and not mnist_like:
     return None
   config = config_from_workdir(first)
-  spec = spec_from_config(config, meta["shape"])
+  spec = spec_from_config(config, meta["shape"], meta.get("num_classes", 0))
+  if mnist_like and meta["name"] not in eval_lib.NUM_SAMPLES:
+    classify = None                                   # image metrics use the shipped classifier
   return eval_lib.Evaluator(config, spec, meta, seed=EVAL_NOISE_SEED, classify=classify)
 
 

@@ -40,6 +40,34 @@ def sample_noise(seed: int, num: int, latent_dim: int) -> jax.Array:
   return jax.random.normal(jax.random.key(seed), (num, latent_dim), jnp.float32)
 
 
+def sample_labels(num: int, num_classes: int, label: Optional[int] = None):
+  """The labels of `num` samples of a conditional run (num_classes > 0): all `label`, or the
+  classes in turn (sample i has class i mod num_classes); None for an unconditional run.
+  int32 [num]. A label outside 0..num_classes-1 is a ConfigError (a ValueError)."""
+  if not num_classes:
+    if label is not None:
+      raise config_lib.ConfigError(f"--class {label}: this run is not class-conditional "
+                                   f"(config.conditional = false)")
+    return None
+  if label is None:
+    return np.arange(num, dtype=np.int32) % num_classes
+  if not 0 <= int(label) < num_classes:
+    raise config_lib.ConfigError(f"--class {label} is out of range: this run has {num_classes} classes "
+                     f"(0..{num_classes - 1})")
+  return np.full((num,), int(label), np.int32)
+
+
+def grid_layout(num: int, num_classes: int) -> tuple[int, Optional[np.ndarray]]:
+  """(columns, labels) of a training sample grid of at most `num` images: unconditional,
+  (0: a square grid, None); conditional, one row per class (the first `num` classes when
+  there are more), int32 [rows * cols] row by row."""
+  if not num_classes:
+    return 0, None
+  rows = min(num_classes, num)
+  cols = max(1, num // rows)
+  return cols, np.repeat(np.arange(rows, dtype=np.int32), cols)
+
+
 _all_finite = jax.jit(all_finite)
 
 
@@ -149,7 +177,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
     procs = {} if jax.process_count() == 1 else dict(process_index=jax.process_index(),
                                                      process_count=jax.process_count())
     source = source or data_lib.make_source(config.data, config.batch_size, config.seed, **procs)
-    spec = spec_from_config(config, source.shape)
+    spec = spec_from_config(config, source.shape, source.num_classes)
     state = parallel.init_state(spec, mesh, config.seed, source.shape)  # create_state, replicated
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoints(workdir / "checkpoints", cleanup_unfinished=True)
@@ -185,8 +213,10 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
   step_fn = parallel.jit_step(spec, mesh, k)
   sample_fn = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0),
                       out_shardings=parallel.replicated(mesh))
-  fixed_z = parallel.replicate(
-      mesh, sample_noise(config.seed + 1, config.num_sample_images, spec.latent_dim))
+  cols, grid_y = grid_layout(config.num_sample_images, spec.num_classes)
+  num_grid = config.num_sample_images if grid_y is None else len(grid_y)
+  fixed_z = parallel.replicate(mesh, sample_noise(config.seed + 1, num_grid, spec.latent_dim))
+  fixed_y = None if grid_y is None else parallel.replicate(mesh, jnp.asarray(grid_y))
   writer = MetricWriter(workdir, enabled=parallel.is_writer(), start_step=start)
   rows = writer.rows                     # log rows kept from before `start`
   diagnose = _Diagnostics(config, rows)
@@ -203,12 +233,12 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
 
   def write_samples(step):
     check(step, jax.device_get(state.nonfinite))
-    x = np.asarray(sample_fn(state, fixed_z))  # every process computes, process 0 writes
+    x = np.asarray(sample_fn(state, fixed_z, fixed_y))  # every process computes, process 0 writes
     if not parallel.is_writer():
       return
     path = workdir / "samples" / f"step_{step:06d}.png"
     reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
-    save_samples_png(x, path, source.value_range or (-1.0, 1.0), reference)
+    save_samples_png(x, path, source.value_range or (-1.0, 1.0), reference, cols=cols)
 
   def save(step):
     nonlocal last_good
@@ -288,7 +318,7 @@ def load_run(workdir, step: Optional[int] = None):
     raise FileNotFoundError(f"{workdir} holds no jaxgan run (no config.json)")
   config = config_from_workdir(workdir)
   meta = json.loads((workdir / "data.json").read_text())
-  spec = spec_from_config(config, meta["shape"])
+  spec = spec_from_config(config, meta["shape"], meta.get("num_classes", 0))
   template = parallel.abstract_state(spec, parallel.make_mesh(), meta["shape"])
   ckpt = Checkpoints(workdir / "checkpoints")
   try:
@@ -302,27 +332,37 @@ def config_from_workdir(workdir):
   return config_lib.config_from_json((Path(workdir) / "config.json").read_text())
 
 
-def draw_samples(gen, state, latent_dim: int, num: int, seed: int, value_range) -> np.ndarray:
-  """`num` samples gen(state, z) for the fixed noise of `seed`, 1,000 at a time, as float32
-  clipped to the data's value range (None: unbounded)."""
+def draw_samples(gen, state, latent_dim: int, num: int, seed: int, value_range,
+                 labels: Optional[np.ndarray] = None) -> np.ndarray:
+  """`num` samples gen(state, z, y) for the fixed noise of `seed` (and the labels [num] of a
+  conditional run, `sample_labels`; None otherwise), 1,000 at a time, as float32 clipped to
+  the data's value range (None: unbounded)."""
   z = sample_noise(seed, num, latent_dim)
-  x = np.concatenate([np.asarray(gen(state, z[i:i + 1000])) for i in range(0, num, 1000)])
+  part = lambda i: None if labels is None else jnp.asarray(labels[i:i + 1000])
+  x = np.concatenate([np.asarray(gen(state, z[i:i + 1000], part(i)))
+                      for i in range(0, num, 1000)])
   x = x.astype(np.float32)
   return np.clip(x, *value_range) if value_range is not None else x
 
 
-def sample(workdir, num: int, seed: int, out, step: Optional[int] = None) -> np.ndarray:
+def sample(workdir, num: int, seed: int, out, step: Optional[int] = None,
+           label: Optional[int] = None) -> np.ndarray:
   """Writes `num` samples of the run's latest checkpoint (or that of `step`) to `out` (.npy or
-  .png)."""
-  config, spec, state, meta = load_run(workdir, step)
-  gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
-  x = draw_samples(gen, state, spec.latent_dim, num, seed, meta["value_range"])
+  .png). A conditional run samples class `label`, or without one the classes in turn (sample
+  i has class i mod C; `sample_labels`); its .npy output has the labels beside it in
+  `<out stem>.labels.npy`."""
   out = Path(out)
+  if out.suffix not in (".npy", ".png"):
+    raise ValueError(f"--out must end in .npy or .png, got {out}")
+  config, spec, state, meta = load_run(workdir, step)
+  labels = sample_labels(num, spec.num_classes, label)
+  gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
+  x = draw_samples(gen, state, spec.latent_dim, num, seed, meta["value_range"], labels)
   out.parent.mkdir(parents=True, exist_ok=True)
   if out.suffix == ".npy":
     np.save(out, x)
-  elif out.suffix == ".png":
-    save_samples_png(x, out, meta["value_range"] or (-1.0, 1.0))
+    if labels is not None:
+      np.save(out.with_suffix(".labels.npy"), labels)
   else:
-    raise ValueError(f"--out must end in .npy or .png, got {out}")
+    save_samples_png(x, out, meta["value_range"] or (-1.0, 1.0))
   return x

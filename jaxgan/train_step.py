@@ -14,6 +14,12 @@ fakes and of the real batch) and `nonfinite`, a bitmask over `NONFINITE` of the 
 became NaN/Inf in this step. The first such step is recorded on the device in
 `state.nonfinite`; with `spec.skip_nonfinite` such an update is dropped (the state keeps its
 previous values, the step still advances) and counted in `state.nonfinite['skipped']`.
+
+Class-conditional GANs (`spec.num_classes` > 0) read the batch's "label". Each fake batch
+draws its labels uniformly from its own key (`fake_labels`, beside its z): D's fake half and
+the G update see G(z, y_fake) judged as D(., y_fake), D's real half D(x, y_real). Penalties
+differentiate w.r.t. the image only, with D's labels held fixed: R1 and WGAN-GP (whose
+interpolates StudioGAN labels with the real labels) at the real labels, R2 at the fakes'.
 """
 import jax
 import jax.numpy as jnp
@@ -62,30 +68,35 @@ def pack(x: jax.Array, m: int) -> jax.Array:
   return x.reshape(b // m, *shape[:-1], m * shape[-1])               # [B/m, *S[:-1], m*C]
 
 
-def _apply(module, params, collections, x, train: bool):
-  """Runs a module; returns (output, new collections). Collections only change in train."""
+def _apply(module, params, collections, x, y, train: bool):
+  """Runs a module on x (and labels y, None when unconditional); returns (output, new
+  collections). Collections only change in train."""
   variables = {"params": params, **collections}
   if train and collections:
-    out, new = module.apply(variables, x, train=True, mutable=list(collections))
+    out, new = module.apply(variables, x, y, train=True, mutable=list(collections))
     return out, dict(new)
-  return module.apply(variables, x, train=train), collections
+  return module.apply(variables, x, y, train=train), collections
 
 
 def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
+  """real = (images, labels or None), z = (noise, fake labels or None)."""
   loss = losses.get_loss(spec.loss)
   penalty_fn = penalties.get_penalty(spec.penalty)
-  fake, _ = _apply(spec.generator, state.g_params, state.g_state, z, train=True)
+  (real, y_real), (z, y_fake) = real, z
+  fake, _ = _apply(spec.generator, state.g_params, state.g_state, z, y_fake, train=True)
   fake = jax.lax.stop_gradient(fake)                                 # [B, *data_shape]
   real, fake = pack(real, spec.pack), pack(fake, spec.pack)          # [B/pack, ...]
   batch = real.shape[0]
+  y = None if y_real is None else jnp.concatenate([y_real, y_fake])   # [2B]
   logits, d_state = _apply(spec.discriminator, d_params, d_state,
-                           jnp.concatenate([real, fake]), train=True)  # [2B/pack]
+                           jnp.concatenate([real, fake]), y, train=True)  # [2B/pack]
   real_logits, fake_logits = logits[:batch], logits[batch:]
   adv = loss.d(real_logits, fake_logits)
   pen = jnp.zeros((), jnp.float32)
   total = adv
   if penalty_fn is not None:
-    d_fn = lambda x: _apply(spec.discriminator, d_params, d_state, x, train=False)[0]
+    y_pen = y_fake if spec.penalty == "r2" else y_real               # D's labels, held fixed
+    d_fn = lambda x: _apply(spec.discriminator, d_params, d_state, x, y_pen, train=False)[0]
     compute = lambda: penalty_fn(d_fn, real, fake, key).astype(jnp.float32)
     if spec.penalty_every == 1:
       pen = compute()
@@ -101,12 +112,15 @@ def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
 
 
 def _g_loss(spec: GANSpec, state: GANState, g_params, real, z):
+  """real = (images, labels or None), z = (noise, fake labels or None)."""
   loss = losses.get_loss(spec.loss)
-  fake, g_state = _apply(spec.generator, g_params, state.g_state, z, train=True)
-  d_fn = lambda x: _apply(spec.discriminator, state.d_params, state.d_state, x, train=False)[0]
-  fake_logits = d_fn(pack(fake, spec.pack))                          # [B/pack]
+  (real, y_real), (z, y_fake) = real, z
+  fake, g_state = _apply(spec.generator, g_params, state.g_state, z, y_fake, train=True)
+  d_fn = lambda x, y: _apply(spec.discriminator, state.d_params, state.d_state, x, y,
+                             train=False)[0]
+  fake_logits = d_fn(pack(fake, spec.pack), y_fake)                  # [B/pack]
   if loss.g_needs_real:  # a forward of its own: no backward through D on the real half
-    real_logits = jax.lax.stop_gradient(d_fn(pack(real, spec.pack)))  # [B/pack]
+    real_logits = jax.lax.stop_gradient(d_fn(pack(real, spec.pack), y_real))  # [B/pack]
   else:
     real_logits = jnp.zeros_like(fake_logits)
   return loss.g(real_logits, fake_logits), (g_state, fake)
@@ -126,14 +140,28 @@ def _guard_nonfinite(spec: GANSpec, old: GANState, new: GANState, what: jax.Arra
   return new.replace(nonfinite=nonfinite)
 
 
-def _latents(key, num: int, latent_dim: int, axis_name):
-  """z [num, latent]; per device (under pmap, see jaxgan.parallel) this device's rows of the
-  global draw, so the noise does not depend on how the batch is split."""
+def _rows(draw, num: int, axis_name):
+  """draw(global rows) [num, ...]; per device (under pmap, see jaxgan.parallel) this device's
+  rows of the global draw, so the randomness does not depend on how the batch is split."""
   if axis_name is None:
-    return jax.random.normal(key, (num, latent_dim), jnp.float32)
+    return draw(num)
   n = jax.lax.psum(1, axis_name)
-  z = jax.random.normal(key, (num * n, latent_dim), jnp.float32)      # [n * num, latent]
-  return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * num, num)
+  return jax.lax.dynamic_slice_in_dim(draw(num * n), jax.lax.axis_index(axis_name) * num, num)
+
+
+def fake_labels(key, num: int, num_classes: int) -> jax.Array:
+  """The labels of a fake batch: uniform over the classes, int32 [num]. The step draws them
+  from fold_in(k, 1) of the key k of the batch's z, so they are a pure function of
+  (state.key, state.step)."""
+  return jax.random.randint(jax.random.fold_in(key, 1), (num,), 0, num_classes, jnp.int32)
+
+
+def _fakes_input(spec: GANSpec, key, num: int, axis_name):
+  """(z [num, latent], labels [num] or None) of one fake batch."""
+  z = _rows(lambda n: jax.random.normal(key, (n, spec.latent_dim), jnp.float32), num, axis_name)
+  if not spec.num_classes:
+    return z, None
+  return z, _rows(lambda n: fake_labels(key, n, spec.num_classes), num, axis_name)
 
 
 def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
@@ -142,13 +170,19 @@ def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
 
   axis_name: only for a per-device call over a mapped batch axis (`parallel.pmap_step`).
   """
-  real = as_batch(batch)["image"]
+  batch = as_batch(batch)
+  real = batch["image"]
+  if spec.num_classes and "label" not in batch:
+    raise ValueError(f"a class-conditional GAN ({spec.num_classes} classes) needs the batch's "
+                     f"'label' [B]; the batch has only {sorted(batch)}")
+  y_real = batch["label"].astype(jnp.int32) if spec.num_classes else None
   old_state = state
   key = jax.random.fold_in(state.key, state.step)
   k_d, k_g = jax.random.split(key)
-  noise = lambda k: _latents(k, real.shape[0], spec.latent_dim, axis_name)
+  noise = lambda k: _fakes_input(spec, k, real.shape[0], axis_name)
 
-  d_grad_fn = jax.grad(lambda p, s, z, k: _d_loss(spec, state, p, s, real, z, k), has_aux=True)
+  d_grad_fn = jax.grad(lambda p, s, z, k: _d_loss(spec, state, p, s, (real, y_real), z, k),
+                       has_aux=True)
   d_params, d_state, d_opt_state = state.d_params, state.d_state, state.d_opt_state
   bad = dict(d_loss=False, penalty=False, d_grads=False)
   for i in range(spec.d_steps):
@@ -166,7 +200,8 @@ def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
   state = state.replace(d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
 
   (g_loss, (g_state, fake)), g_grads = jax.value_and_grad(
-      lambda p: _g_loss(spec, state, p, real, noise(k_g)), has_aux=True)(state.g_params)
+      lambda p: _g_loss(spec, state, p, (real, y_real), noise(k_g)),
+      has_aux=True)(state.g_params)
   updates, g_opt_state = spec.g_tx.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
   ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - spec.ema_decay)

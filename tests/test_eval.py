@@ -136,7 +136,7 @@ def test_eval_with_inception_on_an_rgb_tfds_run(tmp_path, capsys, mlp_config, in
   `jaxgan eval --inception` and by the train hook, against the reference: the metric functions
   on the same samples' and real images' features. Without the weights, RGB is refused."""
   from jaxgan.data import make_source
-  from jaxgan.eval import _real_images
+  from jaxgan.eval import _real_data
   from jaxgan.metrics.inception import load_fid_inception
   c = config_lib.apply_overrides(mlp_config, [
       "data.name=cifar10", "steps=10", "batch_size=8", "model.g_hidden=(16,)",
@@ -148,7 +148,7 @@ def test_eval_with_inception_on_an_rgb_tfds_run(tmp_path, capsys, mlp_config, in
     hooked = json.loads((wd / "eval" / "step_000010_num16_seed0_inception.json").read_text())
     out = _run_json(capsys, ["eval", "--workdir", str(wd), "--num", "16", "--inception",
                              str(inception_weights)])
-    real = _real_images(make_source(c.data, c.batch_size, c.seed), 16)
+    real = _real_data(make_source(c.data, c.batch_size, c.seed), 16)[0]
     assert main(["eval", "--workdir", str(wd), "--num", "16"]) == 2
     assert "need the FID Inception-v3 weights: --inception" in capsys.readouterr().err
   assert out == hooked                                      # the same samples, the same file
@@ -189,15 +189,15 @@ def test_real_images_are_the_same_in_every_process(mlp_config):
   images (for a TFDS set: the first `num` of the global batches) are those of the whole
   batches, so every process scores against the same reals."""
   from jaxgan.data import make_source
-  from jaxgan.eval import Evaluator, _real_images
+  from jaxgan.eval import Evaluator, _real_data
   from jaxgan.state import spec_from_config
   c = config_lib.apply_overrides(mlp_config, ["data.name=mnist", "batch_size=8"])
   meta = dict(name="mnist", shape=[28, 28, 1], value_range=[-1.0, 1.0])
   spec = spec_from_config(c, meta["shape"])
   with tfds.testing.mock_data(num_examples=40):
-    whole = _real_images(make_source(c.data, 8, c.seed), 24)                  # [24, 28, 28, 1]
+    whole = _real_data(make_source(c.data, 8, c.seed), 24)[0]                  # [24, 28, 28, 1]
     part = make_source(c.data, 8, c.seed, process_index=1, process_count=2)
-    assert not np.array_equal(_real_images(part, 24)[:12], whole[:12])  # rows 4-7 of each
+    assert not np.array_equal(_real_data(part, 24)[0][:12], whole[:12])  # rows 4-7 of each
     evaluator = Evaluator(c, spec, meta, num=24, source=part)
   np.testing.assert_allclose(evaluator.real_features, evaluator.extractor.features(whole),
                              rtol=1e-6)

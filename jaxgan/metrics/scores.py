@@ -268,3 +268,40 @@ def all_scores(real_features, fake_features, fake_logits: Optional[np.ndarray] =
   if fake_logits is not None:
     out["inception_score"], out["inception_score_std"] = inception_score(fake_logits)
   return out
+
+
+# ------------------------------------------------------------------ class-conditional runs
+
+def conditional_scores(real_features, real_labels, fake_features, fake_labels,
+                       num_classes: int, fake_predictions=None) -> dict:
+  """Metrics of a class-conditional generator, from features [N, D] / [M, D] with their
+  labels [N] / [M] (the fakes' labels: the classes they were generated for):
+
+    intra_fid          the mean over classes of FID(real of class c, fakes of class c), and
+    intra_fid_<c>      each class's (classes with fewer than 2 real or 2 fake examples are left
+                       out, and counted in intra_fid_classes)
+    cond_accuracy      with `fake_predictions` (a classifier's labels [M] of the fakes): the
+    cond_accuracy_<c>  fraction of fakes classified as the class they were generated for, over
+                       all fakes and per class
+  """
+  real_features = _as_features(real_features, "real")
+  fake_features = _as_features(fake_features, "fake")
+  real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
+  if real_labels.shape != (len(real_features),) or fake_labels.shape != (len(fake_features),):
+    raise ValueError(f"labels must be [N] and [M] for features {real_features.shape} and "
+                     f"{fake_features.shape}; got {real_labels.shape} and {fake_labels.shape}")
+  out, fids = {}, []
+  for c in range(num_classes):
+    r, f = real_features[real_labels == c], fake_features[fake_labels == c]
+    if len(r) >= 2 and len(f) >= 2:
+      out[f"intra_fid_{c}"] = fid_from_features(r, f)
+      fids.append(out[f"intra_fid_{c}"])
+  out["intra_fid"] = float(np.mean(fids)) if fids else float("nan")
+  out["intra_fid_classes"] = len(fids)
+  if fake_predictions is not None:
+    hit = np.asarray(fake_predictions) == fake_labels                 # [M]
+    out["cond_accuracy"] = float(np.mean(hit))
+    for c in range(num_classes):
+      if np.any(fake_labels == c):
+        out[f"cond_accuracy_{c}"] = float(np.mean(hit[fake_labels == c]))
+  return out

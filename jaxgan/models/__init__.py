@@ -15,10 +15,11 @@ MODELS = ("mlp", "dcgan")
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
-def build_models(cfg, data_shape: Sequence[int],
-                 precision: str = "fp32") -> tuple[nn.Module, nn.Module]:
+def build_models(cfg, data_shape: Sequence[int], precision: str = "fp32",
+                 num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
   """Returns (generator, discriminator) for `cfg` (the config's `model` block); a ConfigError
-  (a ValueError) when the model cannot make data of `data_shape`."""
+  (a ValueError) when the model cannot make data of `data_shape`. num_classes > 0: the
+  class-conditional G(z, y) and D(x, y) (each model's docstring says how they condition)."""
   data_shape = tuple(int(d) for d in data_shape)
   if precision not in PRECISIONS:
     raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
@@ -31,15 +32,18 @@ def build_models(cfg, data_shape: Sequence[int],
       raise ConfigError(f"config.model.g_out_conv > 0 needs images [H, W, C] with even H and "
                         f"W; the data has shape {data_shape} (set it to 0)")
     return (MLPGenerator(data_shape, tuple(cfg.g_hidden), cfg.out_activation, dtype,
-                         batch_norm=cfg.get("g_batch_norm", False), out_conv=out_conv),
+                         batch_norm=cfg.get("g_batch_norm", False), out_conv=out_conv,
+                         num_classes=num_classes),
             MLPDiscriminator(tuple(cfg.d_hidden), cfg.spectral_norm, dtype,
-                             activation=cfg.get("d_activation", "relu"), minibatch_std=mbstd))
+                             activation=cfg.get("d_activation", "relu"), minibatch_std=mbstd,
+                             num_classes=num_classes))
   if cfg.name == "dcgan":
     if len(data_shape) != 3 or data_shape[0] != data_shape[1] or data_shape[0] not in (32, 64):
       raise ConfigError(f"model 'dcgan' needs 32x32 or 64x64 images; the data has shape "
                         f"{data_shape} (set data.image_size=32 or 64 to resize)")
-    return (DCGANGenerator(data_shape, cfg.width, cfg.upsample, dtype),
-            DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype, minibatch_std=mbstd))
+    return (DCGANGenerator(data_shape, cfg.width, cfg.upsample, dtype, num_classes=num_classes),
+            DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype, minibatch_std=mbstd,
+                               num_classes=num_classes))
   raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")
 
 
