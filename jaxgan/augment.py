@@ -12,12 +12,14 @@ Per-sample randomness. Sample i draws everything from its own key
 (vmap over i), where row0 is the global index of x's first row (a traced int is fine). So the
 augmentation of a row does not depend on how the batch is split over devices: augmenting
 x[:4] with row0=0 and x[4:] with row0=4 and concatenating equals augmenting x with row0=0.
-Inside a sample, each op draws from fold_in(k_i, a fixed id), so the ops are independent.
+Inside a sample, a DiffAugment item draws from fold_in(k_i, its index in POLICIES), and ADA
+draws one vector of uniforms and one of normals (`ada_draws`) in which each op reads fixed
+slots; either way an op's draws do not depend on which other ops are enabled.
 
 DiffAugment (Zhao et al. 2020; mit-han-lab/data-efficient-gans,
 `DiffAugment-stylegan2-pytorch/DiffAugment_pytorch.py`), one draw per sample per op:
   color        brightness  x + (U - 0.5)
-               saturation  (x - mean_C x) * (2 U) + mean_C x       (per pixel; the identity for C=1)
+               saturation  (x - mean_C x) * (2 U) + mean_C x   (per pixel; identity for C = 1)
                contrast    (x - mean_CHW x) * (U + 0.5) + mean_CHW x
   translation  s = int(0.125 H + 0.5) (W likewise); t ~ randint[-s, s] per axis;
                out[i, j] = x[i + t_h, j + t_w], 0 outside (the code's zero pad + clamped gather)
@@ -61,6 +63,7 @@ Simplified on purpose (the issue asks for bilinear resampling, and these keep it
     resamples once; here they are exact gathers done first (the same composition, but exact
     where ADA's is only as exact as its filters).
   - The 'bgc' preset only: no image-space filtering, noise or cutout (ADA's other presets).
+    `ada_augment(..., ops=...)` enables a subset of its ops (AugmentPipe's 0/1 multipliers).
 
 Exactness at p = 0: every gate is U < p, false for all U when p = 0; a non-applied op
 contributes an identity (the image itself, a zero shift, an identity matrix chosen with
