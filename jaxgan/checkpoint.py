@@ -13,6 +13,7 @@ after our one-line report (or pytest turns into warnings). `restore` therefore i
 process-wide) a `sys.unraisablehook` filter that drops exactly those and passes every other
 unraisable exception on to the previous hook.
 """
+import dataclasses
 import errno
 import shutil
 import sys
@@ -119,8 +120,24 @@ class Checkpoints:
     try:
       state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:
-      raise CheckpointError(f"could not restore step {step} from {path}: {_reason(e)}") from e
+      state = self._restore_before_augment(step, template, abstract)
+      if state is None:
+        raise CheckpointError(f"could not restore step {step} from {path}: {_reason(e)}") from e
     return state
+
+  def _restore_before_augment(self, step: int, template, abstract):
+    """A checkpoint written before GANState had its `augment` field (ADA's state, {} for a run
+    without ADA) restores into a template whose `augment` is {}; None when that does not
+    apply or fails too."""
+    if getattr(template, "augment", None) != {}:
+      return None
+    fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+              if f.name != "augment"}
+    try:
+      old = self.manager.restore(step, args=ocp.args.StandardRestore(fields))
+    except Exception:
+      return None
+    return type(template)(**old, augment={})
 
   def restore_latest(self, template, log: Callable[[str], None] = print):
     """(state, step) of the newest step that restores (a `GANState`, whose `step` must match);

@@ -56,6 +56,13 @@ def load_config_file(path: Optional[str]) -> ml_collections.ConfigDict:
 
 # Top-level keys every config has, filled in where a config file leaves them out.
 TOP_DEFAULTS = {"conditional": False}
+# The `augment` block (D's input augmentation, jaxgan.augment; train_step's docstring):
+#   policy        "" off | "ada" | comma-separated DiffAugment items "color,translation,cutout"
+#   p             ADA's p: fixed when ada_target is 0, else where it starts
+#   ada_target    > 0: adapt p so that E[sign(D(aug(real)))] approaches it (ADA: 0.6)
+#   ada_kimg      p can move from 0 to 1 in this many thousand real images (ADA: 500)
+#   ada_interval  p is updated every this many steps (ADA: 4)
+AUGMENT_DEFAULTS = dict(policy="", p=0.0, ada_target=0.6, ada_kimg=500.0, ada_interval=4)
 
 
 def with_data_defaults(config) -> ml_collections.ConfigDict:
@@ -68,6 +75,8 @@ def with_data_defaults(config) -> ml_collections.ConfigDict:
     for key, value in TOP_DEFAULTS.items():
       if key not in config:
         config[key] = value
+    config.augment = ml_collections.ConfigDict(
+        {**AUGMENT_DEFAULTS, **dict(config.get("augment", {}))})
   return config
 
 
@@ -160,7 +169,8 @@ ADDED_KEYS = {"optim.lr_decay": [0, 0], "pack": 1, "model.d_activation": "relu",
               "model.g_out_conv": 0, "eval_inception": "", "data.label_key": "label",
               "data.path": "", "data.channels": 0, "data.xflip": False, "data.labels": "auto",
               "data.skip_bad": False, "data.cache_dir": "", "data.device_max_mb": 1024,
-              "data.prefetch": 2, "conditional": False}
+              "data.prefetch": 2, "conditional": False, "data.limit": 0,
+              **{f"augment.{k}": v for k, v in AUGMENT_DEFAULTS.items()}}
 
 
 def lr_decay(config) -> tuple[int, int]:
@@ -214,6 +224,22 @@ def validate(config) -> None:
   if pack < 1 or config.batch_size % pack:
     raise ConfigError(f"config.pack must be >= 1 and divide batch_size ({config.batch_size}), "
                       f"got {pack}")
+  aug = config.get("augment", {})
+  if aug:
+    from jaxgan.augment import parse_policy                          # jax only, no cycle
+    try:
+      parse_policy(aug.get("policy", ""))
+    except ValueError as e:
+      raise ConfigError(f"config.augment.policy: {e}") from None
+    if aug.get("policy") and pack > 1:
+      raise ConfigError(f"config.augment.policy = {aug['policy']!r} cannot be combined with "
+                        f"packing (config.pack = {pack}); set pack=1")
+    if not 0 <= aug.get("p", 0) <= 1 or not 0 <= aug.get("ada_target", 0) < 1:
+      raise ConfigError(f"config.augment.p must be in [0, 1] and config.augment.ada_target in "
+                        f"[0, 1) (0: a fixed p), got {aug.get('p')} and {aug.get('ada_target')}")
+    if aug.get("ada_kimg", 1) <= 0 or aug.get("ada_interval", 1) < 1:
+      raise ConfigError(f"config.augment.ada_kimg must be > 0 and config.augment.ada_interval "
+                        f">= 1, got {aug.get('ada_kimg')} and {aug.get('ada_interval')}")
   if config.get("conditional", False) and pack > 1:
     raise ConfigError(f"config.conditional = true cannot pack examples (config.pack = {pack}): "
                       f"the examples of a pack have different labels; set pack=1")
@@ -236,7 +262,7 @@ def validate(config) -> None:
   if data.get("channels", 0) not in (0, 1, 3):
     raise ConfigError(f"config.data.channels must be 0 (from the images), 1 or 3, got "
                       f"{data['channels']}")
-  for key in ("image_size", "device_max_mb", "prefetch"):
+  for key in ("image_size", "device_max_mb", "prefetch", "limit"):
     if data.get(key, 0) < 0:
       raise ConfigError(f"config.data.{key} must be >= 0, got {data[key]}")
   k = config.get("steps_per_call", 1)

@@ -332,7 +332,26 @@ DATA_DEFAULTS = dict(
     label_key="label",
     # folder / zip sets (name="folder", see jaxgan.folder)
     path="", channels=0, xflip=False, labels="auto", skip_bad=False, cache_dir="",
-    device_max_mb=1024, prefetch=2)
+    device_max_mb=1024, prefetch=2,
+    # > 0: train on a fixed class-balanced subset of this many examples (`balanced_subset`)
+    limit=0)
+
+
+def balanced_subset(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray:
+  """Sorted indices of a fixed subset of n examples with (as nearly as n allows) the same
+  number of each class: n // K per class, one more for the first n % K classes; each class's
+  examples picked by a permutation of seed 0, so the subset is the same for every run seed."""
+  labels = np.asarray(labels)
+  per = [n // num_classes + (c < n % num_classes) for c in range(num_classes)]
+  rng = np.random.default_rng(0)
+  picked = []
+  for c, k in enumerate(per):
+    idx = np.flatnonzero(labels == c)
+    if len(idx) < k:
+      raise DataError(f"data.limit = {n} needs {k} examples of class {c}; the data has "
+                      f"{len(idx)}")
+    picked.append(rng.permutation(idx)[:k])
+  return np.sort(np.concatenate(picked))
 
 
 def make_source(cfg, batch_size: int, seed: int, process_index: int = 0,
@@ -342,13 +361,24 @@ def make_source(cfg, batch_size: int, seed: int, process_index: int = 0,
   cfg = {**DATA_DEFAULTS, **dict(cfg)}                               # configs from before a key
   procs = dict(process_index=process_index, process_count=process_count)
   name = cfg["name"]
+  limit = int(cfg.get("limit", 0))
+  if limit and name not in ("mnist5k", "digits"):
+    raise DataError(f"data.limit (a class-balanced subset) is supported for the embedded "
+                    f"mnist5k and digits sets; data.name is {name!r}")
   if name in ("grid25", "ring8"):
     return mixture_source(name, batch_size, seed, **procs)
   if name == "stacked_mnist":
     return stacked_mnist_source(batch_size, seed, cfg["image_size"], **procs)
   if name in ("mnist5k", "digits"):
-    x = resize_images(load_embedded_images(name), cfg["image_size"])
-    return array_source(x, batch_size, seed, name, labels=load_embedded_labels(name),
+    x, y = load_embedded_images(name), load_embedded_labels(name)
+    if limit:
+      if not batch_size <= limit <= len(x):
+        raise DataError(f"data.limit = {limit} must lie in [batch_size = {batch_size}, "
+                        f"{len(x)}] for {name}")
+      keep = balanced_subset(y, limit, 10)
+      x, y = x[keep], y[keep]
+    x = resize_images(x, cfg["image_size"])
+    return array_source(x, batch_size, seed, name, labels=y,
                         num_classes=10, class_names=[str(i) for i in range(10)], **procs)
   if name == "folder":
     from jaxgan import folder

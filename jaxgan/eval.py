@@ -9,7 +9,8 @@ What is measured depends on the run's data:
                        on 2,500 samples
   stacked_mnist        modes covered (of 1,000) and KL to uniform, each channel classified by
                        the shipped MNIST classifier, on 26,000 samples
-  1-channel images     against the run's real images (the 5,000 embedded digits for mnist5k),
+  1-channel images     against the run's real images (the 5,000 embedded digits for mnist5k,
+                       also for a run on a data.limit subset of them),
   (MNIST-like)         on 5,000 samples, in the shipped MNIST classifier's 128-d features
                        (resized to 28x28): fid ('MNIST-5k FID, classifier features'), kid,
                        kid_std, precision, recall, density, coverage (k=3), inception_score
@@ -133,8 +134,11 @@ class Evaluator:
     if self.kind == "images":
       self.extractor = (self._inception_extractor() if self.inception
                         else load_mnist_classifier())
-      if source is None or source.process_count > 1:  # every process reads the whole batches
-        source = data_lib.make_source(config.data, config.batch_size, config.seed)
+      # every process reads the whole batches; a run on a data.limit subset is scored
+      # against the whole set
+      if source is None or source.process_count > 1 or config.data.get("limit", 0):
+        source = data_lib.make_source(dict(config.data, limit=0), config.batch_size,
+                                      config.seed)
       real, real_labels = _real_data(source, self.num)
       self.real_features = self.extractor.features(real)
       self.real_labels = real_labels if self.num_classes else None

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan import augment as augment_lib
 from jaxgan import losses, penalties
 from jaxgan.config import ConfigError, lr_decay
 from jaxgan.models import build_models
@@ -35,6 +36,12 @@ class GANSpec:
   ema_decay: float = 0.0         # 0 disables the EMA generator (ema_params then track g_params)
   skip_nonfinite: bool = False   # skip (and count) an update that makes anything non-finite
   num_classes: int = 0           # > 0: class-conditional G(z, y), D(x, y) (train_step docstring)
+  augment: tuple = ()            # D's input augmentation, augment.parse_policy: () off,
+                                 # ("ada",) ADA, else DiffAugment items (train_step docstring)
+  augment_p: float = 0.0         # ADA: the fixed p (ada_target 0), else the initial p
+  ada_target: float = 0.0        # ADA: > 0 adapts p towards E[sign(D(aug(real)))] = target
+  ada_kimg: float = 500.0        # ADA: p can move from 0 to 1 in this many thousand images
+  ada_interval: int = 4          # ADA: p is updated every this many steps
 
   def __post_init__(self):
     losses.get_loss(self.loss)
@@ -46,6 +53,22 @@ class GANSpec:
                        "(pack > 1): a pack's examples have different labels")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+    if tuple(self.augment) != augment_lib.parse_policy(",".join(self.augment)):
+      raise ValueError(f"augment must be a parsed policy (augment.parse_policy), got "
+                       f"{self.augment!r}")
+    if not 0.0 <= self.augment_p <= 1.0 or not 0.0 <= self.ada_target < 1.0:
+      raise ValueError(f"augment_p must be in [0, 1] and ada_target in [0, 1), got "
+                       f"{self.augment_p}, {self.ada_target}")
+    if self.augment and self.pack > 1:
+      raise ValueError("augmentation (augment) cannot be combined with packing (pack > 1)")
+    if self.ada_interval < 1 or self.ada_kimg <= 0:
+      raise ValueError(f"ada_interval must be >= 1 and ada_kimg > 0, got {self.ada_interval}, "
+                       f"{self.ada_kimg}")
+
+  @property
+  def ada(self) -> bool:
+    """ADA's pipeline, whose p lives in the state (state.augment)."""
+    return self.augment == (augment_lib.ADA,)
 
 
 @flax.struct.dataclass
@@ -61,6 +84,10 @@ class GANState:
   key: jax.Array           # typed base key; step keys are fold_in(key, step)
   nonfinite: PyTree        # int32 scalars, see `train_step.NONFINITE`: first_step (0: none yet),
                            # what (bitmask of the quantities non-finite then), skipped (updates)
+  augment: PyTree = dataclasses.field(default_factory=dict)
+                           # ADA only ({} otherwise): p (float32, the augmentation probability),
+                           # signs (float32, the sum of sign(D(aug(real))) since p's last
+                           # update) and count (int32, the number of logits in that sum)
 
 
 def _split_vars(variables):
@@ -83,7 +110,16 @@ def create_state(spec: GANSpec, key: jax.Array, data_shape: Sequence[int]) -> GA
       g_params=g_params, g_state=g_state, d_params=d_params, d_state=d_state,
       g_opt_state=spec.g_tx.init(g_params), d_opt_state=spec.d_tx.init(d_params),
       ema_params=jax.tree.map(jnp.copy, g_params), key=k_run,
-      nonfinite={k: jnp.zeros((), jnp.int32) for k in ("first_step", "what", "skipped")})
+      nonfinite={k: jnp.zeros((), jnp.int32) for k in ("first_step", "what", "skipped")},
+      augment=initial_augment_state(spec))
+
+
+def initial_augment_state(spec: GANSpec) -> PyTree:
+  """ADA's state at step 0 ({} without ADA): p = spec.augment_p, an empty sign sum."""
+  if not spec.ada:
+    return {}
+  return dict(p=jnp.asarray(spec.augment_p, jnp.float32), signs=jnp.zeros((), jnp.float32),
+              count=jnp.zeros((), jnp.int32))
 
 
 def learning_rate(lr, decay: Sequence[int] = (0, 0)):
@@ -121,7 +157,21 @@ def spec_from_config(config, data_shape: Sequence[int], num_classes: int = 0) ->
       latent_dim=config.model.latent_dim, loss=config.loss,
       penalty=config.penalty.name, penalty_weight=config.penalty.weight,
       penalty_every=config.penalty.every, d_steps=config.d_steps, ema_decay=config.ema_decay,
-      skip_nonfinite=config.skip_nonfinite, pack=config.get("pack", 1), num_classes=num_classes)
+      skip_nonfinite=config.skip_nonfinite, pack=config.get("pack", 1), num_classes=num_classes,
+      **augment_from_config(config))
+
+
+def augment_from_config(config) -> dict:
+  """GANSpec's augmentation fields from the config's `augment` block (absent: off)."""
+  aug = config.get("augment", None)
+  if aug is None:
+    return {}
+  try:
+    policy = augment_lib.parse_policy(aug.policy)
+  except ValueError as e:
+    raise ConfigError(f"config.augment.policy: {e}") from None
+  return dict(augment=policy, augment_p=float(aug.p), ada_target=float(aug.ada_target),
+              ada_kimg=float(aug.ada_kimg), ada_interval=int(aug.ada_interval))
 
 
 def generate(spec: GANSpec, state: GANState, z: jax.Array, y=None,

@@ -20,11 +20,25 @@ draws its labels uniformly from its own key (`fake_labels`, beside its z): D's f
 the G update see G(z, y_fake) judged as D(., y_fake), D's real half D(x, y_real). Penalties
 differentiate w.r.t. the image only, with D's labels held fixed: R1 and WGAN-GP (whose
 interpolates StudioGAN labels with the real labels) at the real labels, R2 at the fakes'.
+
+Augmentation (`spec.augment`, see jaxgan.augment): D sees aug(real) and aug(fake) in its
+update and aug(fake) (and aug(real) where the G loss reads D(real)) in G's; each of the four
+calls draws fresh per-sample parameters from its own key, fold_in(k, 2) of the D step's /
+the G update's key k, then 0 (real) or 1 (fake). A sample's parameters come from its global
+row (augment.sample_keys), so they do not depend on the device split. Penalties are taken
+w.r.t. the un-augmented image through the augmentation, D(aug(x)) with the loss's own
+augmentation of that half (as StyleGAN2-ADA and R3GAN: the gradient of D's logit w.r.t. the
+real image, not w.r.t. the augmented one). With ADA the state holds p (`state.augment`):
+every `ada_interval` steps r_t = E[sign(D(aug(real)))] over the real logits since the last
+update moves p by sign(r_t - ada_target) * B * ada_interval / (ada_kimg * 1000), clipped to
+[0, 1] (B the global batch); ada_target 0 keeps p fixed. The metrics log `augment_p`, the p
+this step used.
 """
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan import augment as augment_lib
 from jaxgan import losses, penalties
 from jaxgan.data import as_batch
 from jaxgan.state import GANSpec, GANState
@@ -78,7 +92,20 @@ def _apply(module, params, collections, x, y, train: bool):
   return module.apply(variables, x, y, train=train), collections
 
 
-def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
+def _augmenter(spec: GANSpec, state: GANState, axis_name):
+  """aug(x, key): spec.augment's augmentation of a batch x (identity when off); under pmap
+  the rows are this device's rows of the global batch (row0)."""
+  if not spec.augment:
+    return lambda x, key: x
+  p = state.augment["p"] if spec.ada else spec.augment_p
+  def aug(x, key):
+    row0 = 0 if axis_name is None else jax.lax.axis_index(axis_name) * x.shape[0]
+    return augment_lib.augment(x, key, spec.augment, p, row0)
+  return aug
+
+
+def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key, k_aug,
+            axis_name=None):
   """real = (images, labels or None), z = (noise, fake labels or None)."""
   loss = losses.get_loss(spec.loss)
   penalty_fn = penalties.get_penalty(spec.penalty)
@@ -86,17 +113,22 @@ def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
   fake, _ = _apply(spec.generator, state.g_params, state.g_state, z, y_fake, train=True)
   fake = jax.lax.stop_gradient(fake)                                 # [B, *data_shape]
   real, fake = pack(real, spec.pack), pack(fake, spec.pack)          # [B/pack, ...]
+  aug = _augmenter(spec, state, axis_name)                           # (no packing with it)
+  k_real, k_fake = jax.random.fold_in(k_aug, 0), jax.random.fold_in(k_aug, 1)
   batch = real.shape[0]
   y = None if y_real is None else jnp.concatenate([y_real, y_fake])   # [2B]
   logits, d_state = _apply(spec.discriminator, d_params, d_state,
-                           jnp.concatenate([real, fake]), y, train=True)  # [2B/pack]
+                           jnp.concatenate([aug(real, k_real), aug(fake, k_fake)]), y,
+                           train=True)                               # [2B/pack]
   real_logits, fake_logits = logits[:batch], logits[batch:]
   adv = loss.d(real_logits, fake_logits)
   pen = jnp.zeros((), jnp.float32)
   total = adv
   if penalty_fn is not None:
     y_pen = y_fake if spec.penalty == "r2" else y_real               # D's labels, held fixed
-    d_fn = lambda x: _apply(spec.discriminator, d_params, d_state, x, y_pen, train=False)[0]
+    k_pen_aug = k_fake if spec.penalty == "r2" else k_real           # the loss's augmentation
+    d_fn = lambda x: _apply(spec.discriminator, d_params, d_state, aug(x, k_pen_aug), y_pen,
+                            train=False)[0]
     compute = lambda: penalty_fn(d_fn, real, fake, key).astype(jnp.float32)
     if spec.penalty_every == 1:
       pen = compute()
@@ -107,20 +139,22 @@ def _d_loss(spec: GANSpec, state: GANState, d_params, d_state, real, z, key):
   aux = dict(d_state=d_state, d_loss=adv, penalty=pen,
              d_real=jnp.mean(real_logits), d_fake=jnp.mean(fake_logits),
              d_acc_real=jnp.mean(real_logits > 0), d_acc_fake=jnp.mean(fake_logits < 0),
-             ada_r_t=jnp.mean(jnp.sign(real_logits)))
+             ada_r_t=jnp.mean(jnp.sign(real_logits)), ada_signs=jnp.sum(jnp.sign(real_logits)))
   return total, aux
 
 
-def _g_loss(spec: GANSpec, state: GANState, g_params, real, z):
+def _g_loss(spec: GANSpec, state: GANState, g_params, real, z, k_aug, axis_name=None):
   """real = (images, labels or None), z = (noise, fake labels or None)."""
   loss = losses.get_loss(spec.loss)
   (real, y_real), (z, y_fake) = real, z
   fake, g_state = _apply(spec.generator, g_params, state.g_state, z, y_fake, train=True)
+  aug = _augmenter(spec, state, axis_name)
   d_fn = lambda x, y: _apply(spec.discriminator, state.d_params, state.d_state, x, y,
                              train=False)[0]
-  fake_logits = d_fn(pack(fake, spec.pack), y_fake)                  # [B/pack]
+  fake_logits = d_fn(aug(pack(fake, spec.pack), jax.random.fold_in(k_aug, 1)), y_fake)  # [B/pack]
   if loss.g_needs_real:  # a forward of its own: no backward through D on the real half
-    real_logits = jax.lax.stop_gradient(d_fn(pack(real, spec.pack), y_real))  # [B/pack]
+    real_in = aug(pack(real, spec.pack), jax.random.fold_in(k_aug, 0))
+    real_logits = jax.lax.stop_gradient(d_fn(real_in, y_real))      # [B/pack]
   else:
     real_logits = jnp.zeros_like(fake_logits)
   return loss.g(real_logits, fake_logits), (g_state, fake)
@@ -181,15 +215,19 @@ def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
   k_d, k_g = jax.random.split(key)
   noise = lambda k: _fakes_input(spec, k, real.shape[0], axis_name)
 
-  d_grad_fn = jax.grad(lambda p, s, z, k: _d_loss(spec, state, p, s, (real, y_real), z, k),
-                       has_aux=True)
+  d_grad_fn = jax.grad(
+      lambda p, s, z, k, ka: _d_loss(spec, state, p, s, (real, y_real), z, k, ka, axis_name),
+      has_aux=True)
   d_params, d_state, d_opt_state = state.d_params, state.d_state, state.d_opt_state
   bad = dict(d_loss=False, penalty=False, d_grads=False)
+  ada_signs = jnp.zeros((), jnp.float32)
   for i in range(spec.d_steps):
-    k_z, k_pen = jax.random.split(jax.random.fold_in(k_d, i))
+    k_step = jax.random.fold_in(k_d, i)
+    k_z, k_pen = jax.random.split(k_step)
     if axis_name is not None:  # per-device penalty randomness (WGAN-GP's interpolation)
       k_pen = jax.random.fold_in(k_pen, jax.lax.axis_index(axis_name))
-    grads, aux = d_grad_fn(d_params, d_state, noise(k_z), k_pen)
+    grads, aux = d_grad_fn(d_params, d_state, noise(k_z), k_pen, jax.random.fold_in(k_step, 2))
+    ada_signs = ada_signs + aux.pop("ada_signs")
     d_grad_norm = optax.global_norm(grads)
     bad = dict(d_loss=bad["d_loss"] | ~jnp.isfinite(aux["d_loss"]),
                penalty=bad["penalty"] | ~jnp.isfinite(aux["penalty"]),
@@ -200,14 +238,16 @@ def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
   state = state.replace(d_params=d_params, d_state=d_state, d_opt_state=d_opt_state)
 
   (g_loss, (g_state, fake)), g_grads = jax.value_and_grad(
-      lambda p: _g_loss(spec, state, p, (real, y_real), noise(k_g)),
+      lambda p: _g_loss(spec, state, p, (real, y_real), noise(k_g), jax.random.fold_in(k_g, 2),
+                        axis_name),
       has_aux=True)(state.g_params)
   updates, g_opt_state = spec.g_tx.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
   ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - spec.ema_decay)
 
   new_state = state.replace(step=state.step + 1, g_params=g_params, g_state=g_state,
-                            g_opt_state=g_opt_state, ema_params=ema_params)
+                            g_opt_state=g_opt_state, ema_params=ema_params,
+                            augment=_ada_update(spec, state, ada_signs, real.shape[0], axis_name))
 
   g_grad_norm = optax.global_norm(g_grads)
   bad.update(g_loss=~jnp.isfinite(g_loss), g_grads=~jnp.isfinite(g_grad_norm),
@@ -218,7 +258,28 @@ def train_step(spec: GANSpec, state: GANState, batch, axis_name=None):
   metrics = dict(aux, g_loss=g_loss, d_grad_norm=d_grad_norm, g_grad_norm=g_grad_norm,
                  fake_pdist=mean_pairwise_distance(fake), real_pdist=mean_pairwise_distance(real),
                  nonfinite=what)
+  if spec.ada:
+    metrics["augment_p"] = state.augment["p"]
   return new_state, metrics
+
+
+def _ada_update(spec: GANSpec, state: GANState, signs, batch: int, axis_name):
+  """ADA's state after a step whose D steps summed `signs` of sign(D(aug(real))) over their
+  (per-device) batches of `batch` real logits each (module docstring)."""
+  if not spec.ada:
+    return state.augment
+  if axis_name is not None:                                          # the global sums
+    signs, batch = jax.lax.psum(signs, axis_name), batch * jax.lax.psum(1, axis_name)
+  a = state.augment
+  total, count = a["signs"] + signs, a["count"] + spec.d_steps * batch
+  if spec.ada_target == 0:                                           # a fixed p
+    return dict(a, signs=jnp.zeros_like(total), count=jnp.zeros_like(count))
+  due = (state.step + 1) % spec.ada_interval == 0
+  p = augment_lib.ada_update(a["p"], total / jnp.maximum(count, 1), batch, spec.ada_interval,
+                             spec.ada_target, spec.ada_kimg)
+  return dict(p=jnp.where(due, p, a["p"]).astype(jnp.float32),
+              signs=jnp.where(due, 0.0, total).astype(jnp.float32),
+              count=jnp.where(due, 0, count).astype(jnp.int32))
 
 
 def train_steps(spec: GANSpec, state: GANState, batches):
