@@ -242,8 +242,8 @@ def check_python(args, raw):
   return []
 
 
-_REPO_FILE = re.compile(
-    r"(?<![\w/.-])((?:experiments|benchmarks|tests|jaxgan|docs)/[\w./*{},-]*\.(?:py|md|json|png|log))")
+_REPO_FILE = re.compile(r"(?<![\w/.-])((?:experiments|benchmarks|tests|jaxgan|docs)/"
+                        r"[\w./*{},-]*\.(?:py|md|json|png|log))")
 
 
 def _expand(path: str):
