@@ -13,7 +13,8 @@ from jaxgan.eval import Evaluator, evaluate_run
 from jaxgan.losses import LOSSES, GANLoss, get_loss
 from jaxgan.penalties import PENALTIES, get_penalty, r1, r2, wgan_gp
 from jaxgan.state import GANSpec, GANState, create_state, generate, spec_from_config
-from jaxgan.train import NonFiniteError, load_run, sample, train
+from jaxgan.runs import load_run, sample
+from jaxgan.train import NonFiniteError, train
 from jaxgan.train_step import train_step, train_steps
 
 __version__ = "0.1.0"

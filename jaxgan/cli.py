@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         raise config_lib.ConfigError("sample takes no --config.* overrides")
       if Path(args.out).suffix not in (".npy", ".png"):
         raise config_lib.ConfigError(f"--out must end in .npy or .png, got {args.out}")
-      from jaxgan.train import sample
+      from jaxgan.runs import sample
       x = sample(args.workdir, args.num, args.seed, args.out, args.step, args.label)
       print(f"[jaxgan] wrote {x.shape[0]} samples of shape {x.shape[1:]} to {args.out}")
     elif args.command == "sweep":

@@ -187,23 +187,23 @@ def config_diff(old, new) -> list[str]:
           if k not in RESUMABLE_KEYS and a.get(k, absent) != b.get(k, absent)]
 
 
-def _check_choices(config) -> None:
-  """Names that select code (loss, penalty, model, activations, ...) must be known ones."""
-  from jaxgan import losses, models, penalties                      # lazy: no import cycle
-  from jaxgan.models import dcgan, mlp
-  from jaxgan.folder import LABELS
-  choices = {"loss": tuple(losses.LOSSES), "penalty.name": ("none", *penalties.PENALTIES),
-             "model.name": models.MODELS, "precision": tuple(models.PRECISIONS),
-             "data.labels": LABELS}
-  if config.model.name == "mlp":
-    choices.update({"model.out_activation": tuple(mlp.ACTIVATIONS),
-                    "model.d_activation": tuple(mlp.D_ACTIVATIONS)})
-  if config.model.name == "dcgan":
-    choices["model.upsample"] = dcgan.UPSAMPLE
-  flat = _flat_json(config)                                          # absent keys: not checked
+def check_choices(flat: dict, choices: dict) -> None:
+  """Each `key` of `choices` present in `flat` ({dotted key: value}) must be one of its valid
+  values; a ConfigError names them."""
   for key, valid in choices.items():
     if key in flat and flat[key] not in valid:
       raise ConfigError(f"config.{key} = {flat[key]!r} is not one of: {', '.join(valid)}")
+
+
+def _check_choices(config) -> None:
+  """Names that select code (loss, penalty, data labels) must be known ones. The model block's
+  (model.name, its activations, precision) are checked where the models are built
+  (`jaxgan.models.check_config`): config does not import the model zoo."""
+  from jaxgan import losses, penalties                               # jax only, no cycle
+  from jaxgan.folder import LABELS
+  choices = {"loss": tuple(losses.LOSSES), "penalty.name": ("none", *penalties.PENALTIES),
+             "data.labels": LABELS}
+  check_choices(_flat_json(config), choices)                         # absent keys: not checked
 
 
 def validate(config) -> None:

@@ -48,7 +48,7 @@ from jaxgan import data as data_lib
 from jaxgan.config import ConfigError
 from jaxgan.metrics import modes, scores
 from jaxgan.state import GANSpec, GANState, generate
-from jaxgan.train import draw_samples, load_run, sample_labels
+from jaxgan.runs import draw_samples, load_run, sample_labels
 from jaxgan.writers import write_atomic
 
 NUM_IMAGE_SAMPLES = 5000

@@ -3,12 +3,17 @@ Ctrl-C handling (`Preemption`). Nothing here is traced."""
 import os
 import signal
 
-from jaxgan import parallel
+import jax
+
+
+def is_writer() -> bool:
+  """Process 0 writes metrics, images and logs; checkpoints are written collectively."""
+  return jax.process_index() == 0
 
 
 def log(msg: str) -> None:
   """`[jaxgan] msg` on stdout, from the writing process only."""
-  if parallel.is_writer():
+  if is_writer():
     print(f"[jaxgan] {msg}", flush=True)
 
 

@@ -62,11 +62,6 @@ def initialize_distributed(coordinator: Optional[str] = None,
   return True
 
 
-def is_writer() -> bool:
-  """Process 0 writes metrics, images and logs; checkpoints are written collectively."""
-  return jax.process_index() == 0
-
-
 def reached_preemption(step: int) -> bool:
   """With several processes: whether all have reached the step JAX's preemption sync agreed on
   after a preemption notice (SIGTERM) to any of them; call it after every call of the step."""

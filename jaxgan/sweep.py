@@ -58,8 +58,8 @@ from jaxgan.checkpoint import Checkpoints
 from jaxgan.images import save_samples_png
 from jaxgan.state import GANSpec, create_state, generate, make_optimizer, spec_from_config
 from jaxgan.host import Preemption, log
-from jaxgan.train import (config_from_workdir, grid_layout, load_run, sample_noise,
-                          write_run_files)
+from jaxgan.runs import config_from_workdir, grid_layout, load_run, sample_noise
+from jaxgan.train import write_run_files
 from jaxgan.train_step import all_finite, train_step
 from jaxgan.writers import MetricWriter, last_metrics
 

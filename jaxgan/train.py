@@ -1,4 +1,5 @@
-"""The host loop: data, the jitted step, logging, sample grids, checkpoints, resume.
+"""The host loop: data, the jitted step, logging, sample grids, checkpoints, resume (reading
+a run back: jaxgan.runs).
 
 Nothing here is traced. Between log points the loop only dispatches work (no host sync);
 metrics and the step's on-device non-finite record (`state.nonfinite`) are fetched at log,
@@ -19,10 +20,12 @@ import numpy as np
 
 from jaxgan import config as config_lib
 from jaxgan import data as data_lib
+from jaxgan import eval as eval_lib
 from jaxgan import parallel
 from jaxgan.checkpoint import Checkpoints
-from jaxgan.host import Preemption, log
+from jaxgan.host import Preemption, is_writer, log
 from jaxgan.images import save_samples_png
+from jaxgan.runs import grid_layout, sample_noise
 from jaxgan.state import GANState, generate, spec_from_config
 from jaxgan.train_step import all_finite, nonfinite_names
 from jaxgan.writers import MetricWriter, write_atomic
@@ -33,39 +36,6 @@ class NonFiniteError(FloatingPointError):
   def __init__(self, message: str, step: Optional[int] = None):
     super().__init__(message)
     self.step = step
-
-
-def sample_noise(seed: int, num: int, latent_dim: int) -> jax.Array:
-  """The fixed noise used for sample grids and `jaxgan sample`: z [num, latent]."""
-  return jax.random.normal(jax.random.key(seed), (num, latent_dim), jnp.float32)
-
-
-def sample_labels(num: int, num_classes: int, label: Optional[int] = None):
-  """The labels of `num` samples of a conditional run (num_classes > 0): all `label`, or the
-  classes in turn (sample i has class i mod num_classes); None for an unconditional run.
-  int32 [num]. A label outside 0..num_classes-1 is a ConfigError (a ValueError)."""
-  if not num_classes:
-    if label is not None:
-      raise config_lib.ConfigError(f"--class {label}: this run is not class-conditional "
-                                   f"(config.conditional = false)")
-    return None
-  if label is None:
-    return np.arange(num, dtype=np.int32) % num_classes
-  if not 0 <= int(label) < num_classes:
-    raise config_lib.ConfigError(f"--class {label} is out of range: this run has {num_classes} classes "
-                     f"(0..{num_classes - 1})")
-  return np.full((num,), int(label), np.int32)
-
-
-def grid_layout(num: int, num_classes: int) -> tuple[int, Optional[np.ndarray]]:
-  """(columns, labels) of a training sample grid of at most `num` images: unconditional,
-  (0: a square grid, None); conditional, one row per class (the first `num` classes when
-  there are more), int32 [rows * cols] row by row."""
-  if not num_classes:
-    return 0, None
-  rows = min(num_classes, num)
-  cols = max(1, num // rows)
-  return cols, np.repeat(np.arange(rows, dtype=np.int32), cols)
 
 
 _all_finite = jax.jit(all_finite)
@@ -190,7 +160,7 @@ def train(config, workdir, *, source: Optional[data_lib.Source] = None,
             f"{k}; resume with a steps_per_call that divides {start}")
       state = restored if start else state
       start = start or 0
-      if parallel.is_writer():
+      if is_writer():
         write_run_files(workdir, config, source)
       if start:
         log(f"resumed {workdir} from step {start}")
@@ -217,7 +187,7 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
   num_grid = config.num_sample_images if grid_y is None else len(grid_y)
   fixed_z = parallel.replicate(mesh, sample_noise(config.seed + 1, num_grid, spec.latent_dim))
   fixed_y = None if grid_y is None else parallel.replicate(mesh, jnp.asarray(grid_y))
-  writer = MetricWriter(workdir, enabled=parallel.is_writer(), start_step=start)
+  writer = MetricWriter(workdir, enabled=is_writer(), start_step=start)
   rows = writer.rows                     # log rows kept from before `start`
   diagnose = _Diagnostics(config, rows)
   last_good = start or None
@@ -234,7 +204,7 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
   def write_samples(step):
     check(step, jax.device_get(state.nonfinite))
     x = np.asarray(sample_fn(state, fixed_z, fixed_y))  # every process computes, process 0 writes
-    if not parallel.is_writer():
+    if not is_writer():
       return
     path = workdir / "samples" / f"step_{step:06d}.png"
     reference = data_lib.mixture_means(source.name) if source.name in ("grid25", "ring8") else None
@@ -251,19 +221,18 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
 
   eval_every, evaluator = config.get("eval_every", 0), None
   if eval_every and start < config.steps:  # built before the loop: a bad setting fails early
-    from jaxgan import eval as eval_lib
     evaluator = eval_lib.Evaluator(config, spec, data_meta(source), config.get("eval_num", 0),
                                    source=source,
                                    inception=config.get("eval_inception", "") or None)
 
   def run_eval(step):  # host side, between steps
     result = evaluator.record(step, evaluator(state))
-    if parallel.is_writer():
+    if is_writer():
       log(f"eval at step {step}: "
           f"{eval_lib.write(evaluator.result_path(workdir, step), result)}")
 
   bar = None
-  if progress and parallel.is_writer():
+  if progress and is_writer():
     from tqdm import tqdm
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", mininterval=1.0)
   try:
@@ -308,61 +277,3 @@ def _loop(config, workdir, source, spec, state, start, ckpt, preemption, progres
       bar.close()
     writer.close()
   return state
-
-
-def load_run(workdir, step: Optional[int] = None):
-  """(config, spec, state, data meta) of the run in `workdir`, at its latest checkpoint (or
-  that of `step`)."""
-  workdir = Path(workdir)
-  if not (workdir / "config.json").exists():
-    raise FileNotFoundError(f"{workdir} holds no jaxgan run (no config.json)")
-  config = config_from_workdir(workdir)
-  meta = json.loads((workdir / "data.json").read_text())
-  spec = spec_from_config(config, meta["shape"], meta.get("num_classes", 0))
-  template = parallel.abstract_state(spec, parallel.make_mesh(), meta["shape"])
-  ckpt = Checkpoints(workdir / "checkpoints")
-  try:
-    state = ckpt.restore(template, step)
-  finally:
-    ckpt.close()
-  return config, spec, state, meta
-
-
-def config_from_workdir(workdir):
-  return config_lib.config_from_json((Path(workdir) / "config.json").read_text())
-
-
-def draw_samples(gen, state, latent_dim: int, num: int, seed: int, value_range,
-                 labels: Optional[np.ndarray] = None) -> np.ndarray:
-  """`num` samples gen(state, z, y) for the fixed noise of `seed` (and the labels [num] of a
-  conditional run, `sample_labels`; None otherwise), 1,000 at a time, as float32 clipped to
-  the data's value range (None: unbounded)."""
-  z = sample_noise(seed, num, latent_dim)
-  part = lambda i: None if labels is None else jnp.asarray(labels[i:i + 1000])
-  x = np.concatenate([np.asarray(gen(state, z[i:i + 1000], part(i)))
-                      for i in range(0, num, 1000)])
-  x = x.astype(np.float32)
-  return np.clip(x, *value_range) if value_range is not None else x
-
-
-def sample(workdir, num: int, seed: int, out, step: Optional[int] = None,
-           label: Optional[int] = None) -> np.ndarray:
-  """Writes `num` samples of the run's latest checkpoint (or that of `step`) to `out` (.npy or
-  .png). A conditional run samples class `label`, or without one the classes in turn (sample
-  i has class i mod C; `sample_labels`); its .npy output has the labels beside it in
-  `<out stem>.labels.npy`."""
-  out = Path(out)
-  if out.suffix not in (".npy", ".png"):
-    raise ValueError(f"--out must end in .npy or .png, got {out}")
-  config, spec, state, meta = load_run(workdir, step)
-  labels = sample_labels(num, spec.num_classes, label)
-  gen = jax.jit(functools.partial(generate, spec, use_ema=config.ema_decay > 0))
-  x = draw_samples(gen, state, spec.latent_dim, num, seed, meta["value_range"], labels)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  if out.suffix == ".npy":
-    np.save(out, x)
-    if labels is not None:
-      np.save(out.with_suffix(".labels.npy"), labels)
-  else:
-    save_samples_png(x, out, meta["value_range"] or (-1.0, 1.0))
-  return x

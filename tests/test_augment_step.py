@@ -18,7 +18,8 @@ from jaxgan import data, parallel, penalties
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.models import MLPDiscriminator, MLPGenerator
 from jaxgan.state import GANSpec, create_state
-from jaxgan.train import load_run, train
+from jaxgan.runs import load_run
+from jaxgan.train import train
 from jaxgan.train_step import _apply, train_step
 from tests.util import assert_trees_close, assert_trees_equal
 

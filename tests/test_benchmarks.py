@@ -139,7 +139,7 @@ def test_bf16_step_stays_close_to_fp32():
 
 def test_unknown_precision_is_refused():
   c = _tiny_dcgan_config("fp16")
-  with pytest.raises(ValueError, match="unknown precision 'fp16'; valid: fp32, bf16"):
+  with pytest.raises(ValueError, match="config.precision = 'fp16' is not one of: fp32, bf16"):
     build_models(c.model, (32, 32, 1), c.precision)
 
 

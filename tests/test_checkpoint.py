@@ -4,7 +4,8 @@ import numpy as np
 
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.state import create_state, spec_from_config
-from jaxgan.train import load_run, sample, train
+from jaxgan.runs import load_run, sample
+from jaxgan.train import train
 from tests.util import assert_trees_equal
 
 

@@ -16,7 +16,8 @@ from jaxgan.cli import main
 from jaxgan.metrics import scores
 from jaxgan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from jaxgan.state import GANSpec, create_state, generate, spec_from_config
-from jaxgan.train import grid_layout, load_run, sample, sample_labels, train
+from jaxgan.runs import grid_layout, load_run, sample, sample_labels
+from jaxgan.train import train
 from jaxgan.train_step import _apply, fake_labels, train_step
 from tests.util import assert_trees_close, assert_trees_equal
 

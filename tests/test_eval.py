@@ -10,7 +10,8 @@ from jaxgan import config as config_lib
 from jaxgan.cli import main
 from jaxgan.data import load_embedded_images
 from jaxgan.metrics import classifier, scores
-from jaxgan.train import sample, train
+from jaxgan.runs import sample
+from jaxgan.train import train
 
 IMAGE_KEYS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
               "inception_score", "inception_score_std", "classes_covered", "class_kl",

@@ -59,7 +59,8 @@ from jaxgan.checkpoint import CheckpointError, Checkpoints
 from jaxgan.cli import main
 from jaxgan.models import MLPDiscriminator, MLPGenerator
 from jaxgan.state import GANSpec, create_state
-from jaxgan.train import NonFiniteError, _Diagnostics, load_run, sample, train
+from jaxgan.runs import load_run, sample
+from jaxgan.train import NonFiniteError, _Diagnostics, train
 from jaxgan.train_step import NONFINITE, mean_pairwise_distance, train_step
 from tests.util import assert_trees_equal, visible_scalars
 

@@ -346,7 +346,8 @@ def test_folder_run_on_1_and_8_devices_is_the_same(tmp_path):
 def test_sweep_on_a_folder_set(tmp_path):
   """Member seed 1 of a sweep on a folder set equals the single run with seed 1."""
   from jaxgan import sweep
-  from jaxgan.train import load_run, train
+  from jaxgan.runs import load_run
+  from jaxgan.train import train
   from tests.util import assert_trees_close
   root = make_tree(tmp_path / "set")
   c = _folder_config(root, tmp_path, "steps=4", "sample_every=4", "model.name=mlp",

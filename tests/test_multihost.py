@@ -18,7 +18,8 @@ import pytest
 
 from jaxgan import config as config_lib
 from jaxgan.cli import main
-from jaxgan.train import load_run, train
+from jaxgan.runs import load_run
+from jaxgan.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDES = ["steps=10", "batch_size=16", "log_every=5", "sample_every=10",

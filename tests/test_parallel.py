@@ -15,7 +15,8 @@ from jaxgan import config as config_lib
 from jaxgan import data, losses, parallel, penalties
 from jaxgan.models import DCGANGenerator, MLPDiscriminator, MLPGenerator
 from jaxgan.state import GANSpec, create_state
-from jaxgan.train import sample, train
+from jaxgan.runs import sample
+from jaxgan.train import train
 from jaxgan.train_step import train_step
 from tests.util import assert_trees_close
 

@@ -13,7 +13,8 @@ from jaxgan import config as config_lib
 from jaxgan.checkpoint import Checkpoints
 from jaxgan.eval import Evaluator
 from jaxgan.sweep import EVAL_NOISE_SEED, members, summarize, sweep
-from jaxgan.train import load_run, train
+from jaxgan.runs import load_run
+from jaxgan.train import train
 from tests.util import assert_trees_close, visible_scalars
 
 

@@ -4,7 +4,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxgan.config import ConfigError
+from jaxgan.config import ConfigError, check_choices
+from jaxgan.models import dcgan, mlp
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgan.models.layers import depth_to_space
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
@@ -15,14 +16,27 @@ MODELS = ("mlp", "dcgan")
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
+def check_config(cfg, precision: str = "fp32") -> None:
+  """The model block's names must be known ones (model.name, its activations / upsampling,
+  precision); a ConfigError names the valid values."""
+  flat = {f"model.{k}": v for k, v in dict(cfg).items()}
+  flat["precision"] = precision
+  choices = {"model.name": MODELS, "precision": tuple(PRECISIONS)}
+  if cfg.get("name") == "mlp":
+    choices.update({"model.out_activation": tuple(mlp.ACTIVATIONS),
+                    "model.d_activation": tuple(mlp.D_ACTIVATIONS)})
+  if cfg.get("name") == "dcgan":
+    choices["model.upsample"] = dcgan.UPSAMPLE
+  check_choices(flat, choices)
+
+
 def build_models(cfg, data_shape: Sequence[int], precision: str = "fp32",
                  num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
   """Returns (generator, discriminator) for `cfg` (the config's `model` block); a ConfigError
   (a ValueError) when the model cannot make data of `data_shape`. num_classes > 0: the
   class-conditional G(z, y) and D(x, y) (each model's docstring says how they condition)."""
+  check_config(cfg, precision)
   data_shape = tuple(int(d) for d in data_shape)
-  if precision not in PRECISIONS:
-    raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
   dtype = PRECISIONS[precision]
   # g_batch_norm, g_out_conv, d_activation, d_minibatch_std: configs written before these
   # keys get the old model
@@ -44,8 +58,8 @@ def build_models(cfg, data_shape: Sequence[int], precision: str = "fp32",
     return (DCGANGenerator(data_shape, cfg.width, cfg.upsample, dtype, num_classes=num_classes),
             DCGANDiscriminator(cfg.width, cfg.spectral_norm, dtype, minibatch_std=mbstd,
                                num_classes=num_classes))
-  raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")
+  raise ConfigError(f"unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")
 
 
 __all__ = ["MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
-           "build_models", "depth_to_space", "MODELS", "PRECISIONS"]
+           "build_models", "check_config", "depth_to_space", "MODELS", "PRECISIONS"]
