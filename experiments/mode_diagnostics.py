@@ -29,7 +29,7 @@ from jaxgan.data import MIXTURE_STD, load_embedded_images, mixture_means  # noqa
 from jaxgan.eval import Evaluator  # noqa: E402
 from jaxgan.metrics.classifier import load_mnist_classifier  # noqa: E402
 from jaxgan.sweep import EVAL_NOISE_SEED  # noqa: E402
-from jaxgan.train import load_run  # noqa: E402
+from jaxgan.runs import load_run  # noqa: E402
 
 
 def mixture_diagnostics(x: np.ndarray, name: str) -> dict:
