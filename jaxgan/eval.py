@@ -118,7 +118,7 @@ class Evaluator:
       raise ConfigError(
           f"metrics of RGB images ({self.name}, {self.shape}) need the FID Inception-v3 "
           f"weights: --inception FILE.npz (train: --config.eval_inception=FILE.npz); how to "
-          f"make the file: README, 'Evaluation'")
+          f"make the file: docs/evaluation.md")
     self.num = int(num or default_num(self.name))
     if self.num < 2:
       raise ConfigError(f"--num must be >= 2, got {self.num}")

@@ -144,9 +144,10 @@ def spec_from_config(config, data_shape: Sequence[int], num_classes: int = 0) ->
   conditional = bool(config.get("conditional", False))
   if conditional and not num_classes:
     raise ConfigError("config.conditional = true needs labelled data, and this data has no "
-                      f"labels (data.name = {config.data.name!r}); label a folder by class "
-                      "subfolders or dataset.json, use a labelled TFDS set (data.label_key), or "
-                      "set --config.conditional=false")
+                      f"labels (data.name = {config.data.name!r}; num_classes = 0: in Python "
+                      "pass spec_from_config(config, source.shape, source.num_classes)); label "
+                      "a folder by class subfolders or dataset.json, use a labelled TFDS set "
+                      "(data.label_key), or set --config.conditional=false")
   num_classes = int(num_classes) if conditional else 0
   generator, discriminator = build_models(config.model, data_shape,
                                           config.get("precision", "fp32"), num_classes)

@@ -135,7 +135,7 @@ def test_every_experiment_config_builds(path):
   config = config_lib.apply_overrides(config_lib.load_config_file(path), [])
   config_lib.validate(config)
   source = make_source(config.data, config.batch_size, config.seed)
-  spec = spec_from_config(config, source.shape)
+  spec = spec_from_config(config, source.shape, source.num_classes)
   jax.eval_shape(lambda: create_state(spec, jax.random.key(0), source.shape))
 
 

@@ -252,7 +252,7 @@ def load_fid_inception(path, batch_size: int = 50) -> FeatureExtractor:
   except FileNotFoundError:
     raise FileNotFoundError(
         f"no Inception weights at {path}. Download pt_inception-2015-12-05-6726825d.pth "
-        f"(see README, 'Evaluation') and convert it with "
+        f"(see docs/evaluation.md) and convert it with "
         f"`python experiments/convert_fid_inception.py IN.pth {path}`") from None
   except (OSError, ValueError, zipfile.BadZipFile) as e:                # not an .npz
     raise ValueError(f"{path} is not an .npz of FID Inception-v3 variables "
