@@ -12,7 +12,7 @@ import tempfile  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxgan import config as config_lib  # noqa: E402
+from tests.util import small_mlp_config  # noqa: E402
 
 # Many tests compile a program this session has compiled before (each `train()` call jits its
 # step anew; resume tests train one config twice): an XLA compilation cache, empty at the start
@@ -28,10 +28,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 @pytest.fixture
 def mlp_config():
   """The default config, shrunk for tests."""
-  c = config_lib.load_config_file("experiments/mnist_mlp.py")
-  c.steps, c.batch_size, c.log_every, c.sample_every, c.checkpoint_every = 20, 16, 5, 10, 10
-  c.model.g_hidden, c.model.d_hidden = (32, 32), (32, 32)
-  return c
+  return small_mlp_config()
 
 
 def test_eight_devices():

@@ -19,7 +19,7 @@ from jaxgan.state import GANSpec, create_state, generate, spec_from_config
 from jaxgan.runs import grid_layout, load_run, sample, sample_labels
 from jaxgan.train import train
 from jaxgan.train_step import _apply, fake_labels, train_step
-from tests.util import assert_trees_close, assert_trees_equal
+from tests.util import assert_trees_close, assert_trees_equal, small_mlp_config
 
 B, K = 16, 4  # global batch (2 per fake device), classes
 
@@ -229,8 +229,16 @@ def test_conditional_resume_is_bit_identical(tmp_path, mlp_config):
   assert json.loads((tmp_path / "straight" / "data.json").read_text())["num_classes"] == 10
 
 
-def test_sampling_by_class_and_labels_beside_the_npy(tmp_path, mlp_config):
-  train(cond_mnist_config(mlp_config), tmp_path / "run", progress=False)
+@pytest.fixture(scope="module")
+def cond_run(tmp_path_factory):
+  """A conditional run on the digits (the test config, 20 steps), shared by the tests below."""
+  workdir = tmp_path_factory.mktemp("cond_run") / "run"
+  train(cond_mnist_config(small_mlp_config()), workdir, progress=False)
+  return workdir
+
+
+def test_sampling_by_class_and_labels_beside_the_npy(tmp_path, cond_run):
+  (tmp_path / "run").symlink_to(cond_run)
   x = sample(tmp_path / "run", 12, 0, tmp_path / "s.npy")
   np.testing.assert_array_equal(np.load(tmp_path / "s.labels.npy"), np.arange(12) % 10)
   config, spec, state, meta = load_run(tmp_path / "run")
@@ -310,11 +318,10 @@ def test_conditional_scores_against_a_hand_computation():
   assert "cond_accuracy" not in scores.conditional_scores(real, real_y, fake, fake_y, 3)
 
 
-def test_evaluator_of_a_conditional_run_adds_accuracy_and_intra_class_fid(tmp_path, mlp_config):
+def test_evaluator_of_a_conditional_run_adds_accuracy_and_intra_class_fid(cond_run):
   from jaxgan.eval import Evaluator
   from jaxgan.metrics.classifier import load_mnist_classifier
-  train(cond_mnist_config(mlp_config), tmp_path / "run", progress=False)
-  config, spec, state, meta = load_run(tmp_path / "run")
+  config, spec, state, meta = load_run(cond_run)
   ev = Evaluator(config, spec, meta, num=200)
   out = ev(state)
   np.testing.assert_array_equal(ev.labels, np.arange(200) % 10)

@@ -65,3 +65,12 @@ def load_experiment_script(name):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def small_mlp_config():
+  """The default config, shrunk for tests (the `mlp_config` fixture)."""
+  from jaxgan import config as config_lib
+  c = config_lib.load_config_file("experiments/mnist_mlp.py")
+  c.steps, c.batch_size, c.log_every, c.sample_every, c.checkpoint_every = 20, 16, 5, 10, 10
+  c.model.g_hidden, c.model.d_hidden = (32, 32), (32, 32)
+  return c
