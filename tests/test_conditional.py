@@ -332,3 +332,16 @@ def test_evaluator_of_a_conditional_run_adds_accuracy_and_intra_class_fid(cond_r
   assert out["intra_fid_classes"] == 10
   assert {f"cond_accuracy_{c}" for c in range(10)} <= set(out)
   assert np.isfinite(out["intra_fid"]) and np.isfinite(out["fid"])
+
+
+def test_a_conditional_sweep_member_equals_the_single_run(tmp_path):
+  """Sweeps carry labels as jaxgan train does: grid25 labelled by mixture component."""
+  from jaxgan.sweep import sweep
+  from tests.test_sweep import small_grid_config
+  c = config_lib.apply_overrides(small_grid_config(), ["conditional=true"])
+  sweep(c, tmp_path / "sweep", seeds=1, progress=False)
+  single = train(c, tmp_path / "single", progress=False,
+                 mesh=parallel.make_mesh(jax.devices()[:1]))
+  member = load_run(tmp_path / "sweep" / "seed5")[2]
+  assert member.g_params["class_embed"]["embedding"].shape == (25, 32)
+  assert_trees_close(member, single, rtol=1e-4, atol=1e-5)
