@@ -310,7 +310,7 @@ def _final_row(member_dir) -> dict:
   return out
 
 
-def _mode_evaluator(workdir: Path, info: dict, classify: Optional[Callable]):
+def _summary_evaluator(workdir: Path, info: dict, classify: Optional[Callable]):
   """ONE `Evaluator` for every member, or None when the data has no metrics without extra
   weights: mode metrics (grid25, ring8, stacked_mnist) and the MNIST classifier's image
   metrics (1-channel images: FID, ..., and a conditional run's cond_accuracy and intra_fid)
@@ -367,7 +367,7 @@ def summarize(workdir, classify: Optional[Callable] = None) -> dict:
   the shipped MNIST classifier (`jaxgan.metrics.load_mnist_classifier`), loaded only then."""
   workdir = Path(workdir)
   info = json.loads((workdir / "sweep.json").read_text())
-  evaluator = _mode_evaluator(workdir, info, classify)
+  evaluator = _summary_evaluator(workdir, info, classify)
   per_member = {}
   for name in info["members"]:
     try:

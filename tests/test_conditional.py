@@ -15,7 +15,7 @@ from jaxgan import data, parallel, penalties
 from jaxgan.cli import main
 from jaxgan.metrics import scores
 from jaxgan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from jaxgan.state import GANSpec, create_state, generate, spec_from_config
+from jaxgan.state import GANSpec, create_state, generate
 from jaxgan.runs import grid_layout, load_run, sample, sample_labels
 from jaxgan.train import train
 from jaxgan.train_step import _apply, fake_labels, train_step

@@ -52,9 +52,7 @@ gain up**2), then a valid conv with w (correlation when flip_weight, as lax/torc
 then upfirdn2d(., f, down) -- convolutions commute, so the order is free.
 """
 import functools
-from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
